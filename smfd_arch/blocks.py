@@ -1,0 +1,281 @@
+"""Building blocks shared by the SMFD networks (paper §3.4.3), plus the encoder / decoder / final layers
+that both networks assemble from them (§3.4.4, §3.4.5).
+
+The thesis gives the blocks' structure but not every width; what is fitted (growth, head width, ...) is
+documented in docs/architecture.md. Every block here takes its widths as arguments.
+"""
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+UPSAMPLE_KINDS = ('pixelshuffle', 'transpose', 'bilinear')
+UPSAMPLE_CHANNELS = ('stage', 'input')
+
+
+def check_choice(owner, name, value, valid):
+    """Raise a ValueError naming `owner`, the argument and its valid values."""
+    if value not in valid:
+        raise ValueError(f'{owner}: {name}={value!r} is not valid; choose one of {", ".join(map(repr, valid))}')
+
+
+def check_positive_int(owner, name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f'{owner}: {name} must be a positive int, got {value!r}')
+
+
+def check_widths(owner, name, widths):
+    if isinstance(widths, (str, bytes)) or not isinstance(widths, Sequence) or len(widths) == 0:
+        raise ValueError(f'{owner}: {name} must be a non-empty list of positive ints, got {widths!r}')
+    for w in widths:
+        check_positive_int(owner, name, w)
+
+
+def growth_for(width, growth=None, growth_ratio=None, owner='RDCBlock'):
+    """Growth rate g of an RDC block of output width `width`: a fixed `growth`, or `width * growth_ratio`."""
+    if (growth is None) == (growth_ratio is None):
+        raise ValueError(f'{owner}: give exactly one of growth (fixed int) or growth_ratio (fraction of the '
+                         f'block width), got growth={growth!r}, growth_ratio={growth_ratio!r}')
+    if growth is not None:
+        check_positive_int(owner, 'growth', growth)
+        return growth
+    if isinstance(growth_ratio, bool) or not isinstance(growth_ratio, (int, float)) or growth_ratio <= 0:
+        raise ValueError(f'{owner}: growth_ratio must be a positive number, got {growth_ratio!r}')
+    return max(1, int(round(width * growth_ratio)))
+
+
+class RDCBlock(nn.Module):
+    """Residual Dense Convolution block (§3.4.3.1).
+
+    L dense layers, each 3×3 conv on concat(x0, x1, ..., x_{i-1}) → BN → ReLU with `growth` channels;
+    1×1 fusion of concat(x0, ..., x_L); 1×1 projection of x0 as the residual; add; ReLU.
+    """
+
+    def __init__(self, in_channels, out_channels, num_layers=2, growth=16):
+        super().__init__()
+        for name, value in (('in_channels', in_channels), ('out_channels', out_channels),
+                            ('num_layers', num_layers), ('growth', growth)):
+            check_positive_int('RDCBlock', name, value)
+        self.dense = nn.ModuleList(
+            nn.Sequential(
+                nn.Conv2d(in_channels + i * growth, growth, 3, padding=1),
+                nn.BatchNorm2d(growth),
+                nn.ReLU(inplace=True)) for i in range(num_layers))
+        self.fuse = nn.Conv2d(in_channels + num_layers * growth, out_channels, 1)
+        self.residual = nn.Conv2d(in_channels, out_channels, 1)
+
+    def forward(self, x):
+        features = [x]
+        for layer in self.dense:
+            features.append(layer(torch.cat(features, dim=1)))
+        return F.relu(self.fuse(torch.cat(features, dim=1)) + self.residual(x))
+
+
+class CBAM(nn.Module):
+    """Convolutional Block Attention Module (§3.4.3.4): channel attention, then spatial attention.
+
+    Channel: a shared MLP c → c/r → c (1×1 convs ≡ Keras Dense) on the average- and max-pooled vectors,
+    summed, sigmoid. Spatial: a 7×7 conv on [mean, max] over channels, sigmoid.
+    """
+
+    def __init__(self, channels, reduction=8):
+        super().__init__()
+        check_positive_int('CBAM', 'channels', channels)
+        check_positive_int('CBAM', 'reduction', reduction)
+        hidden = max(channels // reduction, 1)
+        self.mlp = nn.Sequential(nn.Conv2d(channels, hidden, 1), nn.ReLU(inplace=True), nn.Conv2d(hidden, channels, 1))
+        self.spatial = nn.Conv2d(2, 1, 7, padding=3)
+
+    def forward(self, x):
+        avg = F.adaptive_avg_pool2d(x, 1)
+        peak = F.adaptive_max_pool2d(x, 1)
+        x = x * torch.sigmoid(self.mlp(avg) + self.mlp(peak))
+        pooled = torch.cat([x.mean(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)], dim=1)
+        return x * torch.sigmoid(self.spatial(pooled))
+
+
+class PixelShuffleUpsample(nn.Sequential):
+    """×2 upsampling (§3.4.3.2): 3×3 conv c → 4c', PixelShuffle(2) (DepthToSpace), ReLU."""
+
+    def __init__(self, in_channels, out_channels):
+        super().__init__(nn.Conv2d(in_channels, 4 * out_channels, 3, padding=1), nn.PixelShuffle(2),
+                         nn.ReLU(inplace=True))
+
+
+class TransposeUpsample(nn.Sequential):
+    """×2 upsampling by a 2×2 stride-2 transposed conv + ReLU (Table 4.3 "Attention Upsampling (Transpose)")."""
+
+    def __init__(self, in_channels, out_channels):
+        super().__init__(nn.ConvTranspose2d(in_channels, out_channels, 2, stride=2), nn.ReLU(inplace=True))
+
+
+class BilinearUpsample(nn.Sequential):
+    """×2 bilinear resize + 3×3 conv + ReLU (our reading of Table 4.3 "Traditional Upsampling")."""
+
+    def __init__(self, in_channels, out_channels):
+        super().__init__(nn.Upsample(scale_factor=2, mode='bilinear', align_corners=False),
+                         nn.Conv2d(in_channels, out_channels, 3, padding=1), nn.ReLU(inplace=True))
+
+
+_UPSAMPLERS = {'pixelshuffle': PixelShuffleUpsample, 'transpose': TransposeUpsample, 'bilinear': BilinearUpsample}
+
+
+def make_upsample(kind, in_channels, out_channels):
+    """Factory for the ×2 upsampling layer: 'pixelshuffle' | 'transpose' | 'bilinear'."""
+    check_choice('make_upsample', 'upsample', kind, UPSAMPLE_KINDS)
+    return _UPSAMPLERS[kind](in_channels, out_channels)
+
+
+class AttentionUpsample(nn.Module):
+    """Attention Upsample (§3.4.3.3): concat(upsample(x), CBAM(skip)); the plain skip when attention=False."""
+
+    def __init__(self, in_channels, skip_channels, out_channels, upsample='pixelshuffle', attention=True,
+                 cbam_reduction=8):
+        super().__init__()
+        self.up = make_upsample(upsample, in_channels, out_channels)
+        self.skip_attention = CBAM(skip_channels, cbam_reduction) if attention else nn.Identity()
+        self.out_channels = out_channels + skip_channels
+
+    def forward(self, x, skip):
+        return torch.cat([self.up(x), self.skip_attention(skip)], dim=1)
+
+
+class PostProcess(nn.Module):
+    """Brightness/contrast post-processing (§3.4.3.5): (y − μ)·c + μ + b, μ = per-image mean over C, H, W.
+
+    No clamping: BasicSR's tensor2img clamps to [0, 1] when it writes images.
+    """
+
+    def __init__(self, contrast=2.0, brightness=0.1):
+        super().__init__()
+        self.contrast = float(contrast)
+        self.brightness = float(brightness)
+
+    def forward(self, y):
+        mu = y.mean(dim=(1, 2, 3), keepdim=True)
+        return (y - mu) * self.contrast + mu + self.brightness
+
+    def extra_repr(self):
+        return f'contrast={self.contrast}, brightness={self.brightness}'
+
+
+def pad_to_multiple(x, multiple):
+    """Pad the bottom/right of a BCHW tensor so H and W are multiples of `multiple`.
+
+    Reflect padding (no hard border for the convs); replicate when the image is too small to reflect.
+    Returns (padded, (h, w)) with the original size, for `crop_to`.
+    """
+    h, w = x.shape[-2:]
+    pad_h, pad_w = (-h) % multiple, (-w) % multiple
+    if pad_h or pad_w:
+        mode = 'reflect' if pad_h < h and pad_w < w else 'replicate'
+        x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+    return x, (h, w)
+
+
+def crop_to(x, size):
+    """Undo `pad_to_multiple`: keep the top-left `size` = (h, w)."""
+    return x[..., :size[0], :size[1]]
+
+
+class FusedRDCEncoder(nn.Module):
+    """Encoder of RDC blocks + 2×2 max-pooling, one branch per input (§3.4.4, §3.4.5.1).
+
+    At every level each branch runs an RDC block; the branch outputs are concatenated on the channel axis
+    (the fusion of §3.4.5.1). That concatenation is the level's skip connection and, max-pooled, the next
+    level's input of every branch. With one input this is the plain U-Net encoder of the mask generator.
+    With `bottleneck_width`, each branch ends with one more RDC block at the lowest resolution (not pooled);
+    `forward` returns (bottom features, skips from shallow to deep).
+    """
+
+    def __init__(self, in_channels, widths, bottleneck_width=None, num_layers=2, growth=None, growth_ratio=None):
+        super().__init__()
+        owner = 'FusedRDCEncoder'
+        check_widths(owner, 'in_channels', in_channels)
+        check_widths(owner, 'encoder_widths', widths)
+        if bottleneck_width is not None:
+            check_positive_int(owner, 'bottleneck_width', bottleneck_width)
+        n = len(in_channels)
+        branches = [nn.ModuleList() for _ in range(n)]
+        cins = list(in_channels)
+        for w in widths:
+            for b in range(n):
+                branches[b].append(RDCBlock(cins[b], w, num_layers, growth_for(w, growth, growth_ratio, owner)))
+            cins = [n * w] * n
+        if bottleneck_width is not None:
+            g = growth_for(bottleneck_width, growth, growth_ratio, owner)
+            for b in range(n):
+                branches[b].append(RDCBlock(cins[b], bottleneck_width, num_layers, g))
+        self.branches = nn.ModuleList(branches)
+        self.num_pools = len(widths)
+        self.has_bottleneck = bottleneck_width is not None
+        self.skip_channels = [n * w for w in widths]
+        self.out_channels = n * (bottleneck_width if bottleneck_width is not None else widths[-1])
+
+    def forward(self, inputs):
+        if len(inputs) != len(self.branches):
+            raise ValueError(f'FusedRDCEncoder: expected {len(self.branches)} inputs, got {len(inputs)}')
+        xs, skips = list(inputs), []
+        for level in range(self.num_pools):
+            fused = torch.cat([branch[level](x) for branch, x in zip(self.branches, xs)], dim=1)
+            skips.append(fused)
+            xs = [F.max_pool2d(fused, 2)] * len(self.branches)
+        if self.has_bottleneck:
+            return torch.cat([branch[-1](x) for branch, x in zip(self.branches, xs)], dim=1), skips
+        return xs[0], skips
+
+
+class AttentionDecoder(nn.Module):
+    """Decoder (§3.4.5.2): per stage an Attention Upsample with the matching skip, then an RDC block.
+
+    `upsample_channels`: 'stage' → the upsampling layer outputs the stage width; 'input' → it keeps its input
+    width (the literal reading of §3.4.3.2: the conv multiplies channels by scale² = 4 before the shuffle).
+    """
+
+    def __init__(self, in_channels, skip_channels, widths, upsample='pixelshuffle', upsample_channels='stage',
+                 attention=True, cbam_reduction=8, num_layers=2, growth=None, growth_ratio=None):
+        super().__init__()
+        owner = 'AttentionDecoder'
+        check_widths(owner, 'decoder_widths', widths)
+        check_choice(owner, 'upsample', upsample, UPSAMPLE_KINDS)
+        check_choice(owner, 'upsample_channels', upsample_channels, UPSAMPLE_CHANNELS)
+        if len(widths) != len(skip_channels):
+            raise ValueError(f'{owner}: decoder_widths has {len(widths)} stages but the encoder has '
+                             f'{len(skip_channels)} pooling levels; they must match (one upsampling per pooling)')
+        self.ups, self.rdcs = nn.ModuleList(), nn.ModuleList()
+        c = in_channels
+        for w, s in zip(widths, reversed(skip_channels)):
+            up = AttentionUpsample(c, s, w if upsample_channels == 'stage' else c, upsample, attention, cbam_reduction)
+            self.ups.append(up)
+            self.rdcs.append(RDCBlock(up.out_channels, w, num_layers, growth_for(w, growth, growth_ratio, owner)))
+            c = w
+        self.out_channels = c
+
+    def forward(self, x, skips):
+        for up, rdc, skip in zip(self.ups, self.rdcs, reversed(skips)):
+            x = rdc(up(x, skip))
+        return x
+
+
+class FinalLayers(nn.Module):
+    """Final layers (§3.4.4, §3.4.5.3): CBAM → RDC block → 1×1 conv → 1×1 conv (linear, as Keras' default)."""
+
+    def __init__(self, in_channels, width, head_channels, out_channels, cbam_reduction=8, num_layers=2,
+                 growth=None, growth_ratio=None):
+        super().__init__()
+        owner = 'FinalLayers'
+        check_positive_int(owner, 'final_width', width)
+        check_positive_int(owner, 'head_channels', head_channels)
+        check_positive_int(owner, 'out_channels', out_channels)
+        self.cbam = CBAM(in_channels, cbam_reduction)
+        self.rdc = RDCBlock(in_channels, width, num_layers, growth_for(width, growth, growth_ratio, owner))
+        self.head = nn.Sequential(nn.Conv2d(width, head_channels, 1), nn.Conv2d(head_channels, out_channels, 1))
+
+    def forward(self, x):
+        return self.head(self.rdc(self.cbam(x)))
+
+
+def count_bn_channels(module):
+    """Total BatchNorm channels; Keras reports 2 non-trainable values (moving mean, variance) per channel."""
+    return sum(m.num_features for m in module.modules() if isinstance(m, nn.BatchNorm2d))

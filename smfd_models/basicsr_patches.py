@@ -1,0 +1,138 @@
+"""What BasicSR 1.4.2's stock entries get wrong for a plugin user, fixed without forking BasicSR.
+
+Applied once by ``smfd_autoload`` right after basicsr is imported, so both ``python -m basicsr.train`` and
+``python <site-packages>/basicsr/train.py`` pick the fixes up (their ``from basicsr.utils.options import
+parse_options`` runs after the patch). Everything hangs off ``parse_options``, the first call of both pipelines:
+
+* root: the stock entries pass the installed package's parent (site-packages) as root, so ``experiments/``,
+  ``tb_logger/`` and ``results/`` would land inside site-packages; they now go under the current directory.
+* resume on CPU: the stock ``load_resume_state`` maps storages with ``torch.cuda.current_device()``; the
+  calling pipeline's copy is replaced by one that maps to the CPU when there is no GPU and loads safely.
+* DDP on CPU: the stock ``init_dist`` divides by the CUDA device count and ``BaseModel.model_to_device``
+  passes CUDA device ids to DistributedDataParallel; without CUDA they now use gloo and plain CPU DDP.
+* options are checked before anything is built (unknown names, missing paths), see ``option_check``.
+"""
+import collections
+import functools
+import os
+import sys
+from os import path as osp
+
+_PATCHED = '_smfd_patched'
+
+
+def project_root(root_path):
+    """The folder BasicSR should write under: the current directory when BasicSR hands us site-packages."""
+    parts = osp.normpath(osp.abspath(root_path)).split(os.sep)
+    if 'site-packages' in parts or 'dist-packages' in parts:
+        return os.getcwd()
+    return root_path
+
+
+class _Options(collections.OrderedDict):
+    """BasicSR's option dict; ``train_pipeline`` re-sets ``opt['root_path']`` after parsing: keep it fixed."""
+
+    def __setitem__(self, key, value):
+        if key == 'root_path' and isinstance(value, str):
+            value = project_root(value)
+        super().__setitem__(key, value)
+
+
+def latest_training_state(state_dir):
+    """Path of the newest ``<iter>.state`` in ``state_dir`` (checkpoints are written atomically), or None."""
+    if not osp.isdir(state_dir):
+        return None
+    iters = [int(name[:-len('.state')]) for name in os.listdir(state_dir)
+             if name.endswith('.state') and name[:-len('.state')].isdigit()]
+    return osp.join(state_dir, f'{max(iters)}.state') if iters else None
+
+
+def load_training_state(path):
+    """Load a BasicSR training state on whatever device exists, without executing code from the file."""
+    import torch
+    device = f'cuda:{torch.cuda.current_device()}' if torch.cuda.is_available() else 'cpu'
+    # BasicSR's MultiStepRestartLR keeps its milestones in a Counter: allow just that class.
+    with torch.serialization.safe_globals([collections.Counter]):
+        try:
+            return torch.load(path, map_location=device, weights_only=True)
+        except Exception as error:
+            raise RuntimeError(f'cannot load training state {path}: {error}') from error
+
+
+def load_resume_state(opt):
+    """Drop-in for ``basicsr.train.load_resume_state`` that works on CPU-only machines."""
+    from basicsr.utils.misc import check_resume
+
+    if opt['auto_resume']:
+        path = latest_training_state(osp.join('experiments', opt['name'], 'training_states'))
+        if path is not None:
+            opt['path']['resume_state'] = path
+    else:
+        path = opt['path'].get('resume_state')
+    if not path:
+        return None
+    state = load_training_state(path)
+    check_resume(opt, state['iter'])
+    return state
+
+
+def init_dist(launcher, backend='nccl', **kwargs):
+    """``basicsr.utils.dist_util.init_dist`` that falls back to gloo when there is no CUDA device."""
+    import torch
+    from basicsr.utils import dist_util
+    if launcher == 'pytorch' and not torch.cuda.is_available():
+        import torch.distributed as dist
+        dist.init_process_group(backend='gloo', **kwargs)
+        return
+    dist_util.init_dist(launcher, backend, **kwargs)
+
+
+def _model_to_device(stock_model_to_device):
+
+    @functools.wraps(stock_model_to_device)
+    def model_to_device(self, net):
+        if self.opt.get('dist') and self.device.type == 'cpu':
+            from torch.nn.parallel import DistributedDataParallel
+            return DistributedDataParallel(
+                net.to(self.device), find_unused_parameters=self.opt.get('find_unused_parameters', False))
+        return stock_model_to_device(self, net)
+
+    return model_to_device
+
+
+def _make_pipeline_cpu_safe(pipeline_globals):
+    stock = pipeline_globals.get('load_resume_state')
+    if callable(stock) and getattr(stock, '__module__', None) in ('__main__', 'basicsr.train'):
+        pipeline_globals['load_resume_state'] = load_resume_state
+
+
+def _wrap_parse_options(stock_parse_options):
+
+    @functools.wraps(stock_parse_options)
+    def parse_options(root_path, is_train=True):
+        _make_pipeline_cpu_safe(sys._getframe(1).f_globals)
+        opt, args = stock_parse_options(project_root(root_path), is_train=is_train)
+        from smfd_models.option_check import validate_options
+        validate_options(opt, source=args.opt)
+        return _Options(opt), args
+
+    setattr(parse_options, _PATCHED, True)
+    return parse_options
+
+
+def apply():
+    """Patch basicsr in place; idempotent."""
+    from basicsr.utils import options
+    if getattr(options.parse_options, _PATCHED, False):
+        return
+    stock = options.parse_options
+    patched = _wrap_parse_options(stock)
+    options.parse_options = patched
+    options.init_dist = init_dist
+    from basicsr.models.base_model import BaseModel
+    BaseModel.model_to_device = _model_to_device(BaseModel.model_to_device)
+    # basicsr/__init__ already imported its train/test modules, which bound the stock function by name.
+    for name in ('basicsr.train', 'basicsr.test'):
+        module = sys.modules.get(name)
+        if module is not None and getattr(module, 'parse_options', None) is stock:
+            module.parse_options = patched

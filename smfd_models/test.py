@@ -1,0 +1,17 @@
+"""Project entry for testing: ``smfd-test -opt X.yml`` or ``python -m smfd_models.test``.
+
+Registers SMFD with BasicSR and hands over to BasicSR's own ``test_pipeline`` with the current directory as
+root, so ``results/`` lands where the user runs the command.
+"""
+import os
+
+
+def main():
+    import smfd_autoload
+    smfd_autoload.register()
+    from basicsr.test import test_pipeline
+    test_pipeline(os.getcwd())
+
+
+if __name__ == '__main__':
+    main()
