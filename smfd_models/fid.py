@@ -1,0 +1,134 @@
+"""Fréchet Inception Distance between two image folders (paper §2.5.1, Table 4.2).
+
+FID = ||μ_r − μ_g||² + Tr(Σ_r + Σ_g − 2 (Σ_r Σ_g)^½) over the 2048-d pool features of the TF-ported Inception-v3
+used by pytorch-fid. Everything numerical is BasicSR's (``basicsr.metrics.fid``): ``load_patched_inception_v3``,
+``extract_inception_features``, ``calculate_fid``; this module adds folder reading, the offline error and a
+random-weights switch for tests. FID is a set-level metric (not per image), so it is not in METRIC_REGISTRY:
+run ``scripts/compute_fid.py --real DIR --fake DIR`` on the saved test outputs.
+"""
+import contextlib
+import os
+import urllib.error
+import warnings
+from unittest import mock
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from basicsr.archs import inception as inception_module
+from basicsr.metrics.fid import calculate_fid, extract_inception_features, load_patched_inception_v3
+
+IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
+INCEPTION_SIZE = 299  # the Inception input; images are resized to it exactly as InceptionV3(resize_input=True) does
+
+
+def inception_weights_path():
+    """Where torch hub caches the FID Inception weights: ``$TORCH_HOME/hub/checkpoints/pt_inception-...pth``."""
+    return os.path.join(torch.hub.get_dir(), 'checkpoints', os.path.basename(inception_module.FID_WEIGHTS_URL))
+
+
+@contextlib.contextmanager
+def _quiet_torchvision():
+    """BasicSR builds Inception with torchvision's deprecated ``pretrained=`` argument; hide that warning."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings('ignore', message='.*deprecated since 0.13', category=UserWarning)
+        yield
+
+
+@contextlib.contextmanager
+def _random_inception_weights():
+    """While active, BasicSR's ``fid_inception_v3`` keeps its random initialisation instead of loading weights."""
+    with mock.patch.object(inception_module, 'LOCAL_FID_WEIGHTS', os.path.join(os.sep, 'nonexistent', 'fid.pth')), \
+            mock.patch.object(inception_module, 'load_url', lambda *args, **kwargs: {}), \
+            mock.patch.object(inception_module.models.Inception3, 'load_state_dict', lambda self, *a, **k: None):
+        yield
+
+
+def load_inception(device='cpu', pretrained=True):
+    """BasicSR's patched Inception-v3 (pool3 features, input in [−1, 1]) in eval mode on ``device``.
+
+    The weights (pytorch-fid's ``pt_inception-2015-12-05-6726825d.pth``, 91 MB) download on first use into the
+    torch hub cache (see :func:`inception_weights_path`) or are read from
+    ``experiments/pretrained_models/`` relative to the current directory. Offline without them: RuntimeError naming
+    the URL and both places. ``pretrained=False`` keeps random weights: only for tests of the code path.
+    """
+    if not pretrained:
+        with _random_inception_weights(), _quiet_torchvision():
+            inception = load_patched_inception_v3(device=device, resize_input=True, normalize_input=False)
+        # torch's default conv init shrinks activations ~1e-8 over Inception's depth; He init keeps features usable
+        for module in inception.modules():
+            if isinstance(module, torch.nn.Conv2d):
+                torch.nn.init.kaiming_normal_(module.weight, nonlinearity='relu')
+        return inception
+    try:
+        with _quiet_torchvision():
+            return load_patched_inception_v3(device=device, resize_input=True, normalize_input=False)
+    except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as err:
+        raise RuntimeError(
+            f'FID: the Inception weights are missing and could not be downloaded ({type(err).__name__}: {err}). '
+            f'Download {inception_module.FID_WEIGHTS_URL} and put it at {inception_weights_path()} (torch hub cache, '
+            f'$TORCH_HOME defaults to ~/.cache/torch) or at '
+            f'{os.path.abspath(inception_module.LOCAL_FID_WEIGHTS)}.') from err
+
+
+def list_images(folder):
+    """Sorted image paths of ``folder`` (not recursive); FileNotFoundError if it is missing or has no images."""
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f'FID: image folder {folder} does not exist')
+    paths = sorted(
+        os.path.join(folder, name) for name in os.listdir(folder) if name.lower().endswith(IMAGE_EXTENSIONS))
+    if not paths:
+        raise FileNotFoundError(f'FID: no images ({", ".join(IMAGE_EXTENSIONS)}) in {folder}')
+    return paths
+
+
+def read_inception_input(path):
+    """One image file → RGB (3, 299, 299) float tensor in [−1, 1] (pytorch-fid / BasicSR normalisation)."""
+    img = cv2.imread(path, cv2.IMREAD_COLOR)
+    if img is None:
+        raise ValueError(f'FID: cannot read image {path}')
+    rgb = torch.from_numpy(np.ascontiguousarray(img[..., ::-1])).permute(2, 0, 1).float() / 255.
+    rgb = F.interpolate(rgb[None], size=(INCEPTION_SIZE, INCEPTION_SIZE), mode='bilinear', align_corners=False)[0]
+    return rgb * 2 - 1
+
+
+def _batches(paths, batch_size):
+    for start in range(0, len(paths), batch_size):
+        yield torch.stack([read_inception_input(p) for p in paths[start:start + batch_size]])
+
+
+def folder_features(folder, inception, batch_size=16, device='cpu'):
+    """(N, 2048) float64 Inception features of the images in ``folder``."""
+    paths = list_images(folder)
+    num_batches = (len(paths) + batch_size - 1) // batch_size
+    features = extract_inception_features(_batches(paths, batch_size), inception, num_batches, device=device)
+    return features.numpy().astype(np.float64)
+
+
+def feature_stats(features):
+    """Mean vector and covariance matrix (rows are samples), as BasicSR's calculate_fid_folder computes them."""
+    features = np.asarray(features, dtype=np.float64)
+    if features.ndim != 2 or features.shape[0] < 2:
+        raise ValueError(f'FID: need a (N>=2, D) feature matrix, got shape {features.shape}')
+    return features.mean(0), np.cov(features, rowvar=False)
+
+
+def fid_from_features(features1, features2):
+    """FID between two (N, D) feature sets (Gaussian fit of each, then BasicSR's ``calculate_fid``)."""
+    mu1, sigma1 = feature_stats(features1)
+    mu2, sigma2 = feature_stats(features2)
+    return float(calculate_fid(mu1, np.atleast_2d(sigma1), mu2, np.atleast_2d(sigma2)))
+
+
+def compute_fid_folders(real_dir, fake_dir, batch_size=16, device='cpu', pretrained=True):
+    """FID between the images of ``real_dir`` and ``fake_dir`` (sizes may differ: each is resized to 299²).
+
+    Few images give a noisy, upward-biased FID (the covariance is 2048×2048): compare only numbers computed on the
+    same number of images, ideally thousands (the paper's test split).
+    """
+    inception = load_inception(device, pretrained)
+    real = folder_features(real_dir, inception, batch_size, device)
+    fake = folder_features(fake_dir, inception, batch_size, device)
+    return fid_from_features(real, fake)
