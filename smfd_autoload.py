@@ -20,6 +20,16 @@ import sys
 DISABLE_ENV = 'SMFD_NO_AUTOLOAD'
 _TARGET = 'basicsr'
 _FUNCTIONAL_TENSOR = 'torchvision.transforms.functional_tensor'
+# The modules whose decorators register SMFD in BasicSR's registries (archs, datasets, models, losses, metrics).
+REGISTERING_MODULES = (
+    'smfd_arch.smfd_unet_arch',
+    'smfd_arch.mask_generator_arch',
+    'smfd_data.face_dataset',
+    'smfd_models.losses',
+    'smfd_models.metrics',
+    'smfd_models.smfd_model',
+    'smfd_models.mask_generator_model',
+)
 
 
 def prepare_basicsr():
@@ -51,11 +61,19 @@ def register():
 
 
 def _after_basicsr():
+    """Patch basicsr, then import every registering module; one broken module does not stop the others."""
+    import importlib
+
     from smfd_models import basicsr_patches
     basicsr_patches.apply()
-    import smfd_arch  # noqa: F401
-    import smfd_data  # noqa: F401
-    import smfd_models  # noqa: F401
+    failures = []
+    for name in REGISTERING_MODULES:
+        try:
+            importlib.import_module(name)
+        except Exception as error:
+            failures.append(f'{name}: {type(error).__name__}: {error}')
+    if failures:
+        raise ImportError('; '.join(failures))
 
 
 def _warn(stage, error):

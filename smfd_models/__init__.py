@@ -1,10 +1,19 @@
-"""What BasicSR's training loop drives. Importing registers models, losses and metrics."""
-from smfd_models.losses import SMFDCrossEntropyLoss, SMFDDiceLoss
-from smfd_models.mask_generator_model import SMFDMaskGeneratorModel
-from smfd_models.metrics import smfd_dice, smfd_jaccard, smfd_lpips, smfd_mse, smfd_region_psnr, smfd_region_ssim
-from smfd_models.smfd_model import SMFDModel
+"""What BasicSR's training loop drives: models, losses, metrics, checkpoints, entries.
 
-__all__ = [
-    'SMFDCrossEntropyLoss', 'SMFDDiceLoss', 'SMFDMaskGeneratorModel', 'SMFDModel', 'smfd_dice', 'smfd_jaccard',
-    'smfd_lpips', 'smfd_mse', 'smfd_region_psnr', 'smfd_region_ssim'
-]
+Kept import-light; the registering modules are imported by ``smfd_autoload`` (or on first attribute access).
+"""
+
+_LAZY = {
+    'SMFDModel': 'smfd_models.smfd_model',
+    'SMFDMaskGeneratorModel': 'smfd_models.mask_generator_model',
+    'SMFDDiceLoss': 'smfd_models.losses',
+    'SMFDCrossEntropyLoss': 'smfd_models.losses',
+}
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

@@ -1,0 +1,171 @@
+"""File I/O of prepared face datasets: checked image reads, atomic image writes and BasicSR LMDBs.
+
+``write_lmdb`` wraps BasicSR's ``make_lmdb_from_imgs`` to avoid two of its traps: it guesses the LMDB map
+size from the first image only (``MDB_MAP_FULL`` when images differ in size or compress differently) and it
+calls ``sys.exit`` when the target exists. Here the map size is computed from all inputs and the LMDB is
+built under a temporary name, then moved into place, so an interrupted run never leaves a half-written LMDB
+that looks complete.
+"""
+import os
+import shutil
+import sys
+
+import cv2
+import numpy as np
+
+_PNG_END = b'IEND\xaeB`\x82'  # the last chunk every complete PNG ends with
+_JPEG_END = b'\xff\xd9'  # end-of-image marker
+_JPEG_SOS = b'\xff\xda'  # start-of-scan marker: the entropy-coded data follows
+
+
+def imread_checked(path, flags=cv2.IMREAD_UNCHANGED):
+    """Read an image with OpenCV; raise ``FileNotFoundError``/``ValueError`` naming the file on failure.
+
+    Truncated PNG/JPEG files (recognised by their signature, whatever the extension) are detected by their
+    missing end marker: OpenCV decodes a truncated JPEG without an error (the missing rows come back gray).
+    """
+    try:
+        with open(path, 'rb') as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise FileNotFoundError(f'{path}: file not found') from None
+    except OSError as err:
+        raise ValueError(f'{path}: cannot read file ({err})') from err
+    if not data:
+        raise ValueError(f'{path}: empty file')
+    if data.startswith(b'\x89PNG') and data.rfind(_PNG_END) < 0:
+        raise ValueError(f'{path}: truncated or corrupt PNG (no IEND chunk)')
+    # a complete JPEG has its end-of-image marker after the last start-of-scan (trailing bytes may follow)
+    if data.startswith(b'\xff\xd8') and data.rfind(_JPEG_END) < data.rfind(_JPEG_SOS):
+        raise ValueError(f'{path}: truncated or corrupt JPEG (no end-of-image marker after the image data)')
+    img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags)
+    if img is None or img.size == 0:
+        raise ValueError(f'{path}: cannot decode image')
+    return img
+
+
+def imwrite_atomic(path, img, params=None):
+    """Write an image with ``cv2.imencode`` to ``<path>.tmp<ext>``, then ``os.replace`` it to ``path``."""
+    ext = os.path.splitext(path)[1]
+    ok, buf = cv2.imencode(ext, img, [] if params is None else list(params))
+    if not ok:
+        raise ValueError(f'{path}: OpenCV could not encode an image of shape {img.shape} as {ext}')
+    folder = os.path.dirname(path)
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    tmp = f'{path}.tmp{ext}'
+    with open(tmp, 'wb') as f:
+        f.write(buf.tobytes())
+    os.replace(tmp, path)
+
+
+def _decoded_nbytes(path):
+    """Upper bound of the decoded image's bytes, from the file header only (PIL opens lazily)."""
+    from PIL import Image
+    try:
+        with Image.open(path) as im:
+            width, height = im.size
+            channels = len(im.getbands())
+            # PIL shows 16-bit RGB PNGs as 8-bit modes: count 2 bytes per sample (4 for 32-bit modes)
+            bytes_per_sample = 4 if im.mode in ('I', 'F') else 2
+    except FileNotFoundError:
+        raise FileNotFoundError(f'{path}: file not found') from None
+    except OSError as err:
+        raise ValueError(f'{path}: cannot read image header ({err})') from err
+    return width * height * channels * bytes_per_sample
+
+
+def lmdb_map_size(paths, safety=2.0):
+    """LMDB map size that fits all ``paths`` re-encoded as PNG (BasicSR stores PNG at compress level 1).
+
+    A PNG is never much larger than the raw pixels, so the decoded size (plus one page of LMDB overhead
+    per entry) of *every* input, times ``safety``, bounds the database. On Linux the map size only
+    reserves address space: the file grows with what is written.
+    """
+    total = sum(_decoded_nbytes(p) + 16384 for p in paths)
+    return int(total * safety) + (64 << 20)
+
+
+def lmdb_keys(lmdb_path):
+    """Keys listed in ``<lmdb>/meta_info.txt`` (BasicSR writes one ``<key>.png (h,w,c) level`` line per image)."""
+    meta = os.path.join(lmdb_path, 'meta_info.txt')
+    if not os.path.isfile(meta):
+        return None
+    with open(meta) as f:
+        return [os.path.splitext(line.split(' ')[0])[0] for line in f if line.strip()]
+
+
+def _is_complete(lmdb_path, keys):
+    return (os.path.isfile(os.path.join(lmdb_path, 'data.mdb'))
+            and sorted(lmdb_keys(lmdb_path) or []) == sorted(keys))
+
+
+def write_lmdb(lmdb_path, items, map_size=None, overwrite=False, compress_level=1):
+    """Build a BasicSR LMDB (key = stem) from image files, atomically.
+
+    Args:
+        lmdb_path (str): target folder, must end with ``.lmdb``.
+        items (Mapping[str, str]): key → image file path.
+        map_size (int | None): LMDB map size; None: ``lmdb_map_size`` of all inputs.
+        overwrite (bool): rebuild even if ``lmdb_path`` already holds exactly these keys.
+        compress_level (int): PNG compression level of the stored images.
+
+    Returns:
+        bool: True if the LMDB was (re)built, False if an existing complete one was kept.
+    """
+    from basicsr.utils.lmdb_util import make_lmdb_from_imgs
+
+    lmdb_path = os.path.normpath(lmdb_path)
+    if not lmdb_path.endswith('.lmdb'):
+        raise ValueError(f'{lmdb_path}: an LMDB path must end with ".lmdb" (BasicSR requires it)')
+    if not items:
+        raise ValueError(f'{lmdb_path}: no images to write')
+    keys = sorted(items)
+    for key in keys:
+        if not key.isascii() or ' ' in key:
+            raise ValueError(f'{lmdb_path}: LMDB key {key!r} must be ASCII without spaces ({items[key]})')
+        if not os.path.isfile(items[key]):
+            raise FileNotFoundError(f'{items[key]}: file not found (LMDB key {key!r})')
+    if os.path.exists(lmdb_path) and not overwrite and _is_complete(lmdb_path, keys):
+        print(f'{lmdb_path} already holds these {len(keys)} images; kept (overwrite=True rebuilds it).')
+        return False
+    if map_size is None:
+        map_size = lmdb_map_size([items[k] for k in keys])
+
+    # BasicSR insists on the ".lmdb" suffix and exits if the folder exists: build under a fresh temporary name
+    tmp_path = lmdb_path[:-len('.lmdb')] + '.tmp.lmdb'
+    if os.path.exists(tmp_path):
+        shutil.rmtree(tmp_path)
+    make_lmdb_from_imgs('', tmp_path, [items[k] for k in keys], keys, compress_level=compress_level,
+                        map_size=map_size)
+    if os.path.exists(lmdb_path):  # os.replace cannot replace a non-empty folder: move the old one aside first
+        old_path = lmdb_path[:-len('.lmdb')] + '.old.lmdb'
+        if os.path.exists(old_path):
+            shutil.rmtree(old_path)
+        os.replace(lmdb_path, old_path)
+        os.replace(tmp_path, lmdb_path)
+        shutil.rmtree(old_path)
+    else:
+        os.replace(tmp_path, lmdb_path)
+    sys.stdout.flush()
+    return True
+
+
+def read_lmdb_image(lmdb_path, key, flags=cv2.IMREAD_UNCHANGED):
+    """Decode the image stored under ``key`` in a BasicSR LMDB (as OpenCV decodes it: BGR for colour)."""
+    import lmdb
+
+    if not os.path.isfile(os.path.join(lmdb_path, 'data.mdb')):
+        raise FileNotFoundError(f'{lmdb_path}: not an LMDB folder (no data.mdb)')
+    env = lmdb.open(lmdb_path, readonly=True, lock=False, readahead=False, meminit=False)
+    try:
+        with env.begin(write=False) as txn:
+            buf = txn.get(key.encode('ascii'))
+    finally:
+        env.close()
+    if buf is None:
+        raise KeyError(f'{lmdb_path}: no key {key!r}')
+    img = cv2.imdecode(np.frombuffer(buf, dtype=np.uint8), flags)
+    if img is None:
+        raise ValueError(f'{lmdb_path}: cannot decode the image stored under key {key!r}')
+    return img
