@@ -1,0 +1,477 @@
+"""BasicSR datasets of sharp faces + semantic masks, degraded on the fly (paper §3.4.1, §3.4.2, §3.4.6.1).
+
+``SMFDFaceDataset`` turns a prepared CelebAMask-HQ layout (``scripts/prepare_celebamask_hq.py``) into training
+samples: read the sharp face and its 19-class label map, resize to ``gt_size``, augment both jointly (train
+phase), group 19 → K labels (§3.4.2), degrade the sharp face with the randomized pipeline of §3.4.1.
+``SMFDDegradedFolderDataset`` reads a fixed degraded test set written by ``scripts/degrade_testset.py``.
+Options, conversions and layouts: ``docs/dataset.md``.
+"""
+import io
+import json
+import os
+import os.path as osp
+
+import cv2
+import numpy as np
+import torch
+from basicsr.utils import FileClient, imfrombytes
+from basicsr.utils.registry import DATASET_REGISTRY
+from torch.utils import data as data
+
+from smfd_data.augment import BT601, AugmentConfig, augment_pair
+from smfd_data.degradation import DegradationConfig, apply_degradation, rng_for_sample, sample_degradation
+from smfd_data.face_labels import NUM_CELEBAMASK_CLASSES, flip_lut, group_names, grouping_lut
+from smfd_data.lmdb_io import lmdb_keys
+
+IMG_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
+MASK_ENCODINGS = ('onehot', 'label')
+_PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Reading and converting files (shared by both datasets and scripts/degrade_testset.py)
+# ----------------------------------------------------------------------------------------------------------------
+def _check_complete(content, name):
+    """Catch truncated PNG/JPEG files, which OpenCV may decode silently into a partly grey image."""
+    if content is None or len(content) == 0:
+        raise ValueError(f'{name}: empty file')
+    if content.startswith(_PNG_SIGNATURE) and b'IEND' not in content[-16:]:
+        raise ValueError(f'{name}: truncated PNG (no IEND chunk at the end)')
+    if content.startswith(b'\xff\xd8') and b'\xff\xd9' not in content[-1024:]:
+        raise ValueError(f'{name}: truncated JPEG (no end-of-image marker)')
+
+
+def decode_image(content, name):
+    """Bytes → RGB float32 HWC in [0, 1].
+
+    Conversions: 8-bit /255, 16-bit /65535, float images clipped to [0, 1]; grayscale (and gray+alpha) is
+    replicated to 3 channels; the alpha channel of RGBA is dropped (not composited).
+    """
+    _check_complete(content, name)
+    img = imfrombytes(content, flag='unchanged', float32=False)
+    if img is None:
+        raise ValueError(f'{name}: cannot decode the image (unreadable or not an image file)')
+    if img.dtype == np.uint8:
+        img = img.astype(np.float32) / 255.0
+    elif img.dtype == np.uint16:
+        img = img.astype(np.float32) / 65535.0
+    elif img.dtype in (np.float32, np.float64):
+        img = np.clip(img.astype(np.float32), 0.0, 1.0)
+    else:
+        raise ValueError(f'{name}: unsupported image dtype {img.dtype} (expected 8/16-bit or float)')
+    if img.ndim == 2:
+        img = img[..., None]
+    channels = img.shape[2]
+    if channels in (1, 2):  # gray or gray + alpha
+        img = np.repeat(img[..., :1], 3, axis=2)
+    elif channels in (3, 4):  # BGR or BGRA (OpenCV order) → RGB, alpha dropped
+        img = img[..., 2::-1]
+    else:
+        raise ValueError(f'{name}: unsupported number of channels {channels}')
+    return np.ascontiguousarray(img)
+
+
+def decode_labels(content, name, num_classes):
+    """Bytes → uint8 HW label map with values in ``0..num_classes-1``.
+
+    Palette PNGs give their indices; colour (3/4-channel) maps are accepted only when all colour channels are
+    equal (a gray map saved as RGB). 16-bit maps are accepted when the values are in range.
+    """
+    _check_complete(content, name)
+    if content[:len(_PNG_SIGNATURE)] == _PNG_SIGNATURE and len(content) > 25 and content[25] == 3:
+        # PNG colour type 3 (palette): OpenCV would expand the palette to colours, the indices are the labels
+        from PIL import Image
+        labels = np.array(Image.open(io.BytesIO(content)))
+    else:
+        labels = imfrombytes(content, flag='unchanged', float32=False)
+    if labels is None:
+        raise ValueError(f'{name}: cannot decode the label map (unreadable or not an image file)')
+    if labels.ndim == 3:
+        colour = labels[..., :3]
+        if not (colour == colour[..., :1]).all():
+            raise ValueError(f'{name}: label map has {labels.shape[2]} channels with different values; expected a '
+                             'single-channel map of class indices (a colour-coded mask is not a label map)')
+        labels = colour[..., 0]
+    if labels.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f'{name}: label map must be an 8- or 16-bit integer image, got {labels.dtype}')
+    top = int(labels.max()) if labels.size else 0
+    if top >= num_classes:
+        bad = np.unique(labels[labels >= num_classes])
+        raise ValueError(f'{name}: label values {bad[:10].tolist()} outside 0..{num_classes - 1}')
+    return np.ascontiguousarray(labels.astype(np.uint8))
+
+
+def read_meta_stems(meta_info_file):
+    """Stems listed one per line (first whitespace-separated token; a trailing image extension is dropped, so
+    BasicSR meta files like ``00001.png (512,512,3) 1`` work too). Blank lines and ``#`` comments are skipped."""
+    with open(meta_info_file, 'r') as f:
+        lines = f.read().splitlines()
+    stems = []
+    for line in lines:
+        line = line.strip()
+        if not line or line.startswith('#'):
+            continue
+        token = line.split()[0]
+        root, ext = osp.splitext(token)
+        stems.append(root if ext.lower() in IMG_EXTENSIONS else token)
+    if not stems:
+        raise ValueError(f'{meta_info_file}: empty split (no stems listed)')
+    return stems
+
+
+def list_images(folder):
+    """``{stem: file name}`` of the images in ``folder`` (a stem found with two extensions is an error)."""
+    if not osp.isdir(folder):
+        raise FileNotFoundError(f'{folder}: image folder does not exist')
+    found = {}
+    for name in sorted(os.listdir(folder)):
+        stem, ext = osp.splitext(name)
+        if ext.lower() not in IMG_EXTENSIONS:
+            continue
+        if stem in found:
+            raise ValueError(f'{folder}: two files for the stem {stem!r}: {found[stem]} and {name}')
+        found[stem] = name
+    return found
+
+
+def resize_image(img, size):
+    """Area interpolation when shrinking (no aliasing), bicubic when enlarging (clipped to [0, 1])."""
+    height, width = img.shape[:2]
+    if (height, width) == (size, size):
+        return img
+    shrink = size <= height and size <= width
+    img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
+    return img if shrink else np.clip(img, 0.0, 1.0)
+
+
+def resize_labels(labels, size):
+    """Nearest neighbour (pixel-centre exact) so that labels stay class indices."""
+    if labels.shape == (size, size):
+        return labels
+    return cv2.resize(labels, (size, size), interpolation=cv2.INTER_NEAREST_EXACT)
+
+
+def rgb_to_gray(img):
+    """HWC RGB → HW luma (ITU-R BT.601), the mask generator's input (§3.4.2)."""
+    return (img @ BT601).astype(np.float32)
+
+
+def parse_grouping(opt):
+    """(lut 19 → K, K) from ``num_classes`` / ``label_groups`` (§3.4.2: 19 CelebAMask-HQ labels → 5 groups).
+
+    ``num_classes: 19`` without ``label_groups`` keeps the 19 classes; otherwise ``label_groups`` (default: the
+    paper's ``PAPER_GROUPS``) decides and ``num_classes``, if given, must agree with it.
+    """
+    groups = opt.get('label_groups')
+    num_classes = opt.get('num_classes')
+    if groups is None and num_classes == NUM_CELEBAMASK_CLASSES:
+        return np.arange(NUM_CELEBAMASK_CLASSES, dtype=np.uint8), NUM_CELEBAMASK_CLASSES
+    lut = grouping_lut(groups)
+    k = len(group_names(groups))
+    if num_classes is not None and int(num_classes) != k:
+        raise ValueError(f'num_classes={num_classes} does not match label_groups, which give {k} classes '
+                         f'({group_names(groups)})')
+    return lut, k
+
+
+def read_pred_labels(mask_root_pred, stem, num_classes, shapes):
+    """Predicted group labels ``<mask_root_pred>/<stem>.png`` ("generated masks" evaluation, Table 4.2).
+
+    ``shapes``: the accepted (H, W) (the source image's, or the resized one's).
+    """
+    path = osp.join(mask_root_pred, f'{stem}.png')
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'{path}: predicted mask missing for image {stem!r} (mask_root_pred)')
+    with open(path, 'rb') as f:
+        labels = decode_labels(f.read(), path, num_classes)
+    if labels.shape not in shapes:
+        raise ValueError(f'{path}: predicted mask size {labels.shape} matches neither the image '
+                         f'{" nor ".join(str(s) for s in shapes)}')
+    return labels
+
+
+def check_mask_encoding(opt):
+    encoding = opt.get('mask_encoding', 'onehot')
+    if encoding not in MASK_ENCODINGS:
+        raise ValueError(f'mask_encoding must be one of {MASK_ENCODINGS}, got {encoding!r}')
+    return encoding
+
+
+_LMDB_CLIENTS = {}  # realpath → (pid, FileClient, client key)
+
+
+def lmdb_client(path, client_key, io_backend_opt=None):
+    """BasicSR FileClient of one LMDB, shared by every dataset of this process: ``(client, client_key)``.
+
+    py-lmdb refuses to open an environment twice in one process (e.g. train and val folds of one LMDB), also in
+    a forked DataLoader worker that inherited the parent's environment; there the inherited one is closed and the
+    LMDB reopened, so each process reads through its own environment.
+    """
+    real = osp.realpath(path)
+    entry = _LMDB_CLIENTS.get(real)
+    if entry is not None:
+        pid, client, key = entry
+        if pid == os.getpid():
+            return client, key
+        for env in client.client._client.values():  # inherited through fork
+            env.close()
+    opt = {k: v for k, v in (io_backend_opt or {}).items() if k not in ('type', 'db_paths', 'client_keys')}
+    client = FileClient('lmdb', db_paths=[path], client_keys=[client_key], **opt)
+    _LMDB_CLIENTS[real] = (os.getpid(), client, client_key)
+    return client, client_key
+
+
+def pack_sample(lq, gt, labels, num_classes, mask_encoding, gray_lq, lq_path, gt_path, index, degradation):
+    """Numpy HWC RGB images + HW labels → the sample dict of design.md (CHW float tensors)."""
+    if gray_lq:
+        lq = rgb_to_gray(lq)[None]
+    else:
+        lq = lq.transpose(2, 0, 1)
+    labels = torch.from_numpy(np.ascontiguousarray(labels)).long()
+    if mask_encoding == 'onehot':
+        mask = torch.nn.functional.one_hot(labels, num_classes).permute(2, 0, 1).float().contiguous()
+    else:
+        mask = labels
+    return {
+        'lq': torch.from_numpy(np.ascontiguousarray(lq, dtype=np.float32)),
+        'gt': torch.from_numpy(np.ascontiguousarray(gt.transpose(2, 0, 1), dtype=np.float32)),
+        'mask': mask,
+        'lq_path': lq_path,
+        'gt_path': gt_path,
+        'index': index,
+        'degradation': degradation,
+    }
+
+
+def params_to_json(params):
+    return json.dumps(params, sort_keys=True)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Datasets
+# ----------------------------------------------------------------------------------------------------------------
+@DATASET_REGISTRY.register()
+class SMFDFaceDataset(data.Dataset):
+    """Sharp face + semantic mask → (blurry ``lq``, sharp ``gt``, ``mask``) with on-the-fly degradation.
+
+    Pipeline per sample (§3.4): read → resize to ``gt_size`` → joint augmentation (train phase, §3.4.6.1) →
+    group 19 → K labels (§3.4.2) → degrade the (augmented) sharp face (§3.4.1).
+
+    Randomness: in the train phase the degradation and augmentation use a generator seeded from torch's
+    per-worker seed (``get_worker_info().seed``, or ``torch.initial_seed()`` without workers), so BasicSR's
+    ``manual_seed`` makes training reproducible and workers draw different samples. With ``deterministic: true``
+    or in the val/test phases, sample ``i`` is degraded with ``rng_for_sample(seed, i)`` (augmentation, if on,
+    with an independent child of it): bit-identical across runs, processes and DataLoader workers.
+
+    Options: see ``docs/dataset.md``.
+    """
+
+    def __init__(self, opt):
+        super().__init__()
+        self.opt = opt
+        self.phase = opt.get('phase', 'train')
+        self.io_backend_opt = dict(opt.get('io_backend') or {'type': 'disk'})
+        self.backend = self.io_backend_opt.get('type', 'disk')
+        if self.backend not in ('disk', 'lmdb'):
+            raise ValueError(f'io_backend.type must be disk or lmdb, got {self.backend!r}')
+        self.file_client = None  # disk client, created on first use (lmdb clients: see lmdb_client)
+
+        self.gt_root = osp.expanduser(str(opt['dataroot_gt']))
+        self.mask_root_pred = opt.get('mask_root_pred')
+        mask_root = opt.get('dataroot_mask')
+        if mask_root is None and self.mask_root_pred is None:
+            raise ValueError('SMFDFaceDataset needs dataroot_mask (or mask_root_pred)')
+        self.mask_root = None if self.mask_root_pred is not None else osp.expanduser(str(mask_root))
+
+        self.gt_size = opt.get('gt_size', 256)
+        self.lut, self.num_classes = parse_grouping(opt)
+        self.mask_encoding = check_mask_encoding(opt)
+        self.gray_lq = bool(opt.get('gray_lq', False))
+        self.degrade_on_device = bool(opt.get('degrade_on_device', False))
+        if self.gray_lq and self.degrade_on_device:
+            raise ValueError('gray_lq and degrade_on_device exclude each other: with degrade_on_device the model '
+                             'degrades the RGB gt itself (MaskGenerator converts RGB to gray on its own)')
+        self.deterministic = bool(opt.get('deterministic', False)) or self.phase != 'train'
+        self.seed = int(opt.get('seed', 0))
+        self.degradation_cfg = DegradationConfig.from_dict(opt.get('degradation') or {})
+        # §3.4.6.1: augmentation is real-time training augmentation; val/test samples are never augmented
+        self.augment_cfg = AugmentConfig.from_option(opt.get('augment') if self.phase == 'train' else False)
+        self.flip_lut = None if self.mask_root_pred is not None else np.asarray(flip_lut(), dtype=np.uint8)
+        self._rng, self._rng_key = None, None
+
+        self.stems = self._read_stems(opt.get('meta_info_file'))
+        if self.backend == 'disk':
+            self._index_disk_files()
+        else:
+            for root in (self.gt_root, self.mask_root):
+                if root is not None and not osp.isdir(root):
+                    raise FileNotFoundError(f'{root}: lmdb folder does not exist')
+
+    # ---- file index -------------------------------------------------------------------------------------------
+    def _read_stems(self, meta_info_file):
+        if meta_info_file is not None:
+            return read_meta_stems(osp.expanduser(str(meta_info_file)))
+        if self.backend == 'lmdb':  # BasicSR LMDBs list their keys in meta_info.txt
+            stems = lmdb_keys(self.gt_root)
+            if stems is None:
+                raise FileNotFoundError(f'{self.gt_root}/meta_info.txt: no meta_info_file given and the lmdb '
+                                        'lists no keys')
+            if not stems:
+                raise ValueError(f'{self.gt_root}/meta_info.txt: empty split (no keys)')
+            return stems
+        stems = sorted(list_images(self.gt_root))
+        if not stems:
+            raise ValueError(f'{self.gt_root}: empty split (no images with extensions {IMG_EXTENSIONS})')
+        return stems
+
+    def _index_disk_files(self):
+        images = list_images(self.gt_root)
+        labels = list_images(self.mask_root) if self.mask_root is not None else None
+        self.gt_paths, self.mask_paths = [], []
+        for stem in self.stems:
+            if stem not in images:
+                where = self.opt.get('meta_info_file') or self.gt_root
+                raise FileNotFoundError(f'{osp.join(self.gt_root, stem)}.*: image listed in {where} not found')
+            self.gt_paths.append(osp.join(self.gt_root, images[stem]))
+            if labels is not None:
+                if stem not in labels:
+                    raise FileNotFoundError(f'{self.gt_paths[-1]}: no label map {stem}.png in {self.mask_root}')
+                self.mask_paths.append(osp.join(self.mask_root, labels[stem]))
+
+    def _get_bytes(self, index, client_key):
+        if self.backend == 'disk':
+            if self.file_client is None:
+                self.file_client = FileClient('disk')
+            path = (self.gt_paths if client_key == 'gt' else self.mask_paths)[index]
+            return self.file_client.get(path), path
+        stem = self.stems[index]
+        root = self.gt_root if client_key == 'gt' else self.mask_root
+        client, key = lmdb_client(root, client_key, self.io_backend_opt)
+        content = client.get(stem, key)
+        if content is None:
+            raise FileNotFoundError(f'{root}[{stem}]: key {stem!r} not in the lmdb')
+        return content, f'{root}[{stem}]'  # how errors name the entry
+
+    def read_pair(self, index):
+        """Sharp RGB float image and its labels (19-class, or predicted group labels), both resized to gt_size.
+
+        Returns ``(img, labels, gt_path)``.
+        """
+        content, gt_path = self._get_bytes(index, 'gt')
+        img = decode_image(content, gt_path)
+        source_shape = img.shape[:2]
+        if self.gt_size:
+            img = resize_image(img, self.gt_size)
+        if self.mask_root_pred is not None:
+            labels = read_pred_labels(self.mask_root_pred, self.stems[index], self.num_classes,
+                                      (source_shape, img.shape[:2]))
+        else:
+            content, mask_path = self._get_bytes(index, 'mask')
+            labels = decode_labels(content, mask_path, NUM_CELEBAMASK_CLASSES)
+            if labels.shape != source_shape:
+                raise ValueError(f'{mask_path}: label map size {labels.shape} differs from the image {gt_path} '
+                                 f'size {source_shape}')
+        if self.gt_size:
+            labels = resize_labels(labels, self.gt_size)
+        return img, labels, gt_path
+
+    # ---- randomness -------------------------------------------------------------------------------------------
+    def _train_rng(self):
+        """One generator per process, seeded from torch's per-worker seed (set by BasicSR's manual_seed)."""
+        info = data.get_worker_info()
+        key = (os.getpid(), None if info is None else info.seed)
+        if self._rng_key != key:
+            self._rng = np.random.default_rng(torch.initial_seed() if info is None else info.seed)
+            self._rng_key = key
+        return self._rng
+
+    def sample_rngs(self, index):
+        """(degradation rng, augmentation rng) of sample ``index``."""
+        if self.deterministic:
+            rng = rng_for_sample(self.seed, index)
+            return rng, rng.spawn(1)[0]  # child stream: switching augmentation does not change the degradation
+        rng = self._train_rng()
+        return rng, rng
+
+    # ---- sample -----------------------------------------------------------------------------------------------
+    def __getitem__(self, index):
+        img, labels, gt_path = self.read_pair(index)
+        rng_degradation, rng_augment = self.sample_rngs(index)
+        if self.augment_cfg.enabled:  # §3.4.6.1, before degradation: gt is the augmented sharp face
+            img, labels, _ = augment_pair(img, labels, self.augment_cfg, rng_augment, self.flip_lut)
+        if self.mask_root_pred is None:
+            labels = self.lut[labels]  # §3.4.2 grouping, after the left/right swap of the flip
+        params = sample_degradation(self.degradation_cfg, rng_degradation)
+        lq = img if self.degrade_on_device else apply_degradation(img, params)
+        # BasicSR names saved pictures osp.splitext(osp.basename(lq_path))[0]: make that the stem for lmdb too
+        path = gt_path if self.backend == 'disk' else osp.join(self.gt_root, self.stems[index])
+        return pack_sample(lq, img, labels, self.num_classes, self.mask_encoding, self.gray_lq, path, path, index,
+                           params_to_json(params))
+
+    def __len__(self):
+        return len(self.stems)
+
+
+@DATASET_REGISTRY.register()
+class SMFDDegradedFolderDataset(data.Dataset):
+    """A fixed degraded set written by ``scripts/degrade_testset.py`` (same sample keys as SMFDFaceDataset).
+
+    Layout: ``dataroot/lq/<stem>.png``, ``dataroot/gt/<stem>.png``, ``dataroot/labels/<stem>.png`` (group labels),
+    ``dataroot/params.json``. Options: ``dataroot``, ``meta_info_file`` (optional subset; default: every image of
+    params.json, in its order), ``mask_encoding``, ``gray_lq``, ``mask_root_pred``.
+    """
+
+    def __init__(self, opt):
+        super().__init__()
+        self.opt = opt
+        self.root = osp.expanduser(str(opt['dataroot']))
+        params_path = osp.join(self.root, 'params.json')
+        if not osp.isfile(params_path):
+            raise FileNotFoundError(f'{params_path}: not a degraded set (write one with scripts/degrade_testset.py)')
+        with open(params_path, 'r') as f:
+            meta = json.load(f)
+        self.num_classes = int(meta['num_classes'])
+        if opt.get('num_classes') is not None and int(opt['num_classes']) != self.num_classes:
+            raise ValueError(f'num_classes={opt["num_classes"]} but {params_path} was written with '
+                             f'{self.num_classes} classes')
+        self.records = {record['stem']: record for record in meta['images']}
+        if opt.get('meta_info_file') is not None:
+            self.stems = read_meta_stems(osp.expanduser(str(opt['meta_info_file'])))
+            missing = [s for s in self.stems if s not in self.records]
+            if missing:
+                raise FileNotFoundError(f'{params_path}: stems {missing[:5]} listed in {opt["meta_info_file"]} '
+                                        'are not in the degraded set')
+        else:
+            self.stems = [record['stem'] for record in meta['images']]
+        if not self.stems:
+            raise ValueError(f'{params_path}: empty split (no images)')
+        self.mask_encoding = check_mask_encoding(opt)
+        self.gray_lq = bool(opt.get('gray_lq', False))
+        self.mask_root_pred = opt.get('mask_root_pred')
+
+    def _read(self, folder, stem, labels=False):
+        path = osp.join(self.root, folder, f'{stem}.png')
+        if not osp.isfile(path):
+            raise FileNotFoundError(f'{path}: missing file of the degraded set')
+        with open(path, 'rb') as f:
+            content = f.read()
+        return (decode_labels(content, path, self.num_classes) if labels else decode_image(content, path)), path
+
+    def __getitem__(self, index):
+        stem = self.stems[index]
+        lq, lq_path = self._read('lq', stem)
+        gt, gt_path = self._read('gt', stem)
+        if lq.shape != gt.shape:
+            raise ValueError(f'{lq_path}: size {lq.shape[:2]} differs from {gt_path} size {gt.shape[:2]}')
+        if self.mask_root_pred is not None:
+            labels = read_pred_labels(self.mask_root_pred, stem, self.num_classes, (gt.shape[:2], ))
+        else:
+            labels, labels_path = self._read('labels', stem, labels=True)
+            if labels.shape != gt.shape[:2]:
+                raise ValueError(f'{labels_path}: size {labels.shape} differs from {gt_path} size {gt.shape[:2]}')
+        record = self.records[stem]
+        return pack_sample(lq, gt, labels, self.num_classes, self.mask_encoding, self.gray_lq, lq_path, gt_path,
+                           index, params_to_json(record['degradation']))
+
+    def __len__(self):
+        return len(self.stems)

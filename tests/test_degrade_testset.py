@@ -1,0 +1,141 @@
+"""scripts/degrade_testset.py writes a seeded, byte-reproducible degraded set; SMFDDegradedFolderDataset reads it."""
+import filecmp
+import importlib.util
+import json
+import os
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+import smfd_autoload
+
+smfd_autoload.prepare_basicsr()
+
+from smfd_data.degradation import blur_ops, kernel_for_op  # noqa: E402
+from smfd_data.face_dataset import SMFDDegradedFolderDataset, SMFDFaceDataset  # noqa: E402
+from smfd_data.face_labels import colorize  # noqa: E402
+from tests.helpers import REPO, run_python, write_yaml  # noqa: E402
+from tests.test_face_dataset import dataset_opt, make_faces  # noqa: E402
+
+SCRIPT = os.path.join(REPO, 'scripts', 'degrade_testset.py')
+_spec = importlib.util.spec_from_file_location('degrade_testset', SCRIPT)
+degrade_testset = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(degrade_testset)
+
+
+@pytest.fixture(scope='module')
+def option_file(tmp_path_factory):
+    root = make_faces(tmp_path_factory.mktemp('faces'), n=4)
+    train = dataset_opt(root, deterministic=False)
+    test = dataset_opt(root, name='test', augment={'rotation': 10}, seed=11, gray_lq=True)  # overridden by the script
+    test.pop('phase')
+    opt = {'name': 'tiny', 'datasets': {'train': train, 'val_1': dict(test, seed=12), 'test_1': test}}
+    return write_yaml(tmp_path_factory.mktemp('opt') / 'opt.yml', opt), root
+
+
+def tree(folder):
+    return sorted(os.path.relpath(os.path.join(d, f), folder) for d, _, files in os.walk(folder) for f in files)
+
+
+def test_two_runs_are_byte_identical_and_match_the_dataset(option_file, tmp_path):
+    opt_path, root = option_file
+    first, second = tmp_path / 'a', tmp_path / 'b'
+    run_python([SCRIPT, '-opt', opt_path, '-o', str(first), '--limit', '3'], cwd=tmp_path)
+    assert degrade_testset.main(['-opt', opt_path, '-o', str(second), '--limit', '3', '--num-workers', '2']) == 0
+    files = tree(first)
+    assert files == tree(second)
+    assert files == sorted(f'{sub}/{i:03d}.{ext}' for i in range(3) for sub, ext in
+                           [('lq', 'png'), ('gt', 'png'), ('labels', 'png'), ('labels_color', 'png'),
+                            ('kernels', 'npz')]) + ['params.json']
+    _, mismatch, errors = filecmp.cmpfiles(first, second, files, shallow=False)
+    assert not mismatch and not errors
+    assert not [n for n in os.listdir(tmp_path) if '.tmp-' in n or '.old-' in n]  # no staging left behind
+
+    # same pixels as the deterministic, unaugmented dataset of the test phase (8-bit rounding only)
+    meta = json.loads((first / 'params.json').read_text())
+    assert meta['num_classes'] == 5 and meta['seed'] == 11 and meta['source']['dataset'] == 'test_1'
+    reference = SMFDFaceDataset(dataset_opt(root, phase='test', seed=11, mask_encoding='label'))
+    for i, record in enumerate(meta['images']):
+        sample = reference[i]
+        assert record['stem'] == f'{i:03d}' and record['index'] == i and record['seed'] == 11
+        assert json.loads(sample['degradation']) == record['degradation']
+        lq = cv2.imread(str(first / 'lq' / f'{i:03d}.png'))[..., ::-1] / 255.0
+        np.testing.assert_allclose(lq.transpose(2, 0, 1), sample['lq'].numpy(), atol=0.5 / 255 + 1e-6)
+        labels = cv2.imread(str(first / 'labels' / f'{i:03d}.png'), cv2.IMREAD_UNCHANGED)
+        np.testing.assert_array_equal(labels, sample['mask'].numpy())
+        color = cv2.imread(str(first / 'labels_color' / f'{i:03d}.png'))[..., ::-1]
+        np.testing.assert_array_equal(color, colorize(labels, num_classes=5))
+        with np.load(first / 'kernels' / f'{i:03d}.npz') as kernels:
+            ops = blur_ops(record['degradation'])
+            assert sorted(kernels.files) == sorted([f'k{j:02d}' for j in range(len(ops))] + ['composed'])
+            for j, op in enumerate(ops):
+                np.testing.assert_array_equal(kernels[f'k{j:02d}'], kernel_for_op(op))
+            composed = kernels['composed']
+            assert composed.shape[0] == sum(kernel_for_op(op).shape[0] - 1 for op in ops) + 1
+            assert abs(float(composed.sum()) - 1) < 1e-4
+
+
+def test_rerun_replaces_a_set_and_val_phase_uses_its_own_options(option_file, tmp_path):
+    opt_path, _ = option_file
+    out = tmp_path / 'set'
+    assert degrade_testset.main(['-opt', opt_path, '-o', str(out), '--limit', '4', '--no-kernels']) == 0
+    assert len(os.listdir(out / 'lq')) == 4 and not (out / 'kernels').exists()
+    assert degrade_testset.main(['-opt', opt_path, '-o', str(out), '--phase', 'val', '--limit', '2']) == 0
+    meta = json.loads((out / 'params.json').read_text())
+    assert meta['seed'] == 12 and meta['source']['dataset'] == 'val_1'
+    assert sorted(os.listdir(out / 'lq')) == ['000.png', '001.png']  # the old, larger set is gone
+
+
+def test_refuses_foreign_folders_and_missing_phase(option_file, tmp_path, capsys):
+    opt_path, _ = option_file
+    foreign = tmp_path / 'photos'
+    foreign.mkdir()
+    (foreign / 'keep.jpg').write_bytes(b'x')
+    assert degrade_testset.main(['-opt', opt_path, '-o', str(foreign)]) == 1
+    assert 'is not a degraded set' in capsys.readouterr().err and (foreign / 'keep.jpg').exists()
+    only_train = write_yaml(tmp_path / 'train_only.yml', {'datasets': {'train': {'type': 'SMFDFaceDataset'}}})
+    assert degrade_testset.main(['-opt', only_train, '-o', str(tmp_path / 'x')]) == 1
+    assert "no datasets.<name> starting with 'test'" in capsys.readouterr().err
+
+
+def test_degraded_folder_dataset_reads_the_set(option_file, tmp_path):
+    opt_path, _ = option_file
+    out = tmp_path / 'set'
+    degrade_testset.main(['-opt', opt_path, '-o', str(out), '--limit', '3', '--no-kernels'])
+    meta = json.loads((out / 'params.json').read_text())
+    ds = SMFDDegradedFolderDataset({'dataroot': str(out), 'phase': 'test'})
+    assert len(ds) == 3
+    sample = ds[2]
+    assert sample['lq'].shape == sample['gt'].shape == (3, 32, 32) and sample['mask'].shape == (5, 32, 32)
+    assert torch.equal(sample['mask'].sum(0), torch.ones(32, 32))
+    assert json.loads(sample['degradation']) == meta['images'][2]['degradation']
+    assert sample['lq_path'].endswith(os.path.join('lq', '002.png')) and sample['index'] == 2
+    lq = cv2.imread(str(out / 'lq' / '002.png'))[..., ::-1].transpose(2, 0, 1) / np.float32(255)
+    np.testing.assert_array_equal(sample['lq'].numpy(), lq)
+    labels = cv2.imread(str(out / 'labels' / '002.png'), cv2.IMREAD_UNCHANGED)
+    np.testing.assert_array_equal(sample['mask'].argmax(0).numpy(), labels)
+
+    gray = SMFDDegradedFolderDataset({'dataroot': str(out), 'gray_lq': True, 'mask_encoding': 'label'})[2]
+    assert gray['lq'].shape == (1, 32, 32) and gray['mask'].dtype == torch.int64
+
+    meta_file = tmp_path / 'subset.txt'
+    meta_file.write_text('001\n')
+    subset = SMFDDegradedFolderDataset({'dataroot': str(out), 'meta_info_file': str(meta_file)})
+    assert len(subset) == 1 and subset[0]['gt_path'].endswith('001.png')
+
+    pred = tmp_path / 'pred'
+    pred.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(pred / f'{i:03d}.png'), np.full((32, 32), 4, np.uint8))
+    predicted = SMFDDegradedFolderDataset({'dataroot': str(out), 'mask_root_pred': str(pred), 'mask_encoding': 'label'})
+    assert (predicted[1]['mask'] == 4).all()
+
+    os.remove(out / 'gt' / '001.png')
+    with pytest.raises(FileNotFoundError, match=r'gt[/\\]001\.png: missing file of the degraded set'):
+        ds[1]
+    with pytest.raises(FileNotFoundError, match=r'params\.json: not a degraded set'):
+        SMFDDegradedFolderDataset({'dataroot': str(tmp_path)})
+    with pytest.raises(ValueError, match='num_classes=19 but .*params.json was written with 5 classes'):
+        SMFDDegradedFolderDataset({'dataroot': str(out), 'num_classes': 19})
