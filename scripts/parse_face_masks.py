@@ -27,6 +27,7 @@ from tqdm import tqdm
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from prepare_celebamask_hq import finish_prepared, outputs_ok, report_bad, resize_pair  # noqa: E402
+
 from smfd_data.face_labels import CLASS_INDEX  # noqa: E402
 from smfd_data.lmdb_io import imread_checked, imwrite_atomic  # noqa: E402
 

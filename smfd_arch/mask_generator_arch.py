@@ -11,8 +11,14 @@ parameters, 704 BN channels); see docs/architecture.md.
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
-from smfd_arch.blocks import (AttentionDecoder, FinalLayers, FusedRDCEncoder, check_positive_int, crop_to,
-                              pad_to_multiple)
+from smfd_arch.blocks import (
+    AttentionDecoder,
+    FinalLayers,
+    FusedRDCEncoder,
+    check_positive_int,
+    crop_to,
+    pad_to_multiple,
+)
 
 # ITU-R BT.601 luma weights, the usual RGB → gray conversion (OpenCV, PIL).
 BT601 = (0.299, 0.587, 0.114)

@@ -14,8 +14,16 @@ import torch.nn.functional as F
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
-from smfd_arch.blocks import (AttentionDecoder, FinalLayers, FusedRDCEncoder, PostProcess, check_choice,
-                              check_positive_int, crop_to, pad_to_multiple)
+from smfd_arch.blocks import (
+    AttentionDecoder,
+    FinalLayers,
+    FusedRDCEncoder,
+    PostProcess,
+    check_choice,
+    check_positive_int,
+    crop_to,
+    pad_to_multiple,
+)
 
 MASK_ENCODINGS = ('onehot', 'label')
 

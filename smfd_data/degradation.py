@@ -23,8 +23,16 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from smfd_data.blur_kernels import (GAUSSIAN_SIGMA_RULES, MOTION_DIRECTIONS, disk_kernel, gaussian_kernel,
-                                    gaussian_sigma, linear_motion_kernel, motion_kernel, trajectory_kernel)
+from smfd_data.blur_kernels import (
+    GAUSSIAN_SIGMA_RULES,
+    MOTION_DIRECTIONS,
+    disk_kernel,
+    gaussian_kernel,
+    gaussian_sigma,
+    linear_motion_kernel,
+    motion_kernel,
+    trajectory_kernel,
+)
 
 PARAMS_VERSION = 1
 PAPER_SIZES = (15, 21, 25, 31, 35, 41)

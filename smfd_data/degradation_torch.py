@@ -24,8 +24,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from smfd_data.degradation import (BLUR_BORDER, INTERPOLATIONS, PARAMS_VERSION, blur_ops, jpeg_compress,
-                                   kernel_for_op, resized_shape, sample_degradation)
+from smfd_data.degradation import (
+    BLUR_BORDER,
+    INTERPOLATIONS,
+    PARAMS_VERSION,
+    blur_ops,
+    jpeg_compress,
+    kernel_for_op,
+    resized_shape,
+    sample_degradation,
+)
 
 
 @lru_cache(maxsize=256)

@@ -16,7 +16,6 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-
 from basicsr.archs import inception as inception_module
 from basicsr.metrics.fid import calculate_fid, extract_inception_features, load_patched_inception_v3
 

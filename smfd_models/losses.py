@@ -7,9 +7,8 @@ and ``target`` is either integer labels (B,H,W) / (B,1,H,W) or a float one-hot /
 """
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 from basicsr.utils.registry import LOSS_REGISTRY
+from torch import nn
 
 _REDUCTIONS = ('none', 'mean', 'sum')
 

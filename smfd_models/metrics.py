@@ -14,9 +14,9 @@ import warnings
 import cv2
 import numpy as np
 import torch
-
 from basicsr.metrics.metric_util import reorder_image, to_y_channel
 from basicsr.utils.registry import METRIC_REGISTRY
+
 from smfd_data.face_labels import group_names
 
 # Regions of the 5-group mask (paper §3.4.2, ``smfd_data.face_labels.PAPER_GROUPS``: 0 background (incl. neck,

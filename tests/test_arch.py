@@ -10,8 +10,16 @@ import smfd_autoload
 smfd_autoload.prepare_basicsr()
 
 from smfd_arch import MaskGenerator, SMFDUNet  # noqa: E402
-from smfd_arch.blocks import (CBAM, AttentionUpsample, PostProcess, RDCBlock, count_bn_channels, crop_to,  # noqa: E402
-                              make_upsample, pad_to_multiple)
+from smfd_arch.blocks import (  # noqa: E402
+    CBAM,
+    AttentionUpsample,
+    PostProcess,
+    RDCBlock,
+    count_bn_channels,
+    crop_to,
+    make_upsample,
+    pad_to_multiple,
+)
 
 DOC = Path(__file__).resolve().parents[1] / 'docs' / 'architecture.md'
 

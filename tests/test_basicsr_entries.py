@@ -5,7 +5,6 @@ site-packages, `--auto_resume` on a CPU-only machine after a SIGKILL, and DDP wi
 """
 import glob
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -113,7 +112,7 @@ def test_sigkill_then_auto_resume_on_cpu(paired):
                                                               save_every=2))
     run_python(['-m', 'basicsr.train', '-opt', resumed, '--auto_resume'], cwd=paired)
     log = ''.join(open(p).read() for p in glob.glob(str(paired / 'experiments' / 'resume' / 'train_resume_*.log')))
-    assert f'Resuming training from epoch' in log and f'iter: {last}.' in log
+    assert 'Resuming training from epoch' in log and f'iter: {last}.' in log
     assert (paired / 'experiments' / 'resume' / 'models' / f'net_g_{last + 2}.pth').is_file()
 
 

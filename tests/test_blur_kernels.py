@@ -5,8 +5,15 @@ import cv2
 import numpy as np
 import pytest
 
-from smfd_data.blur_kernels import (MOTION_DIRECTIONS, disk_kernel, gaussian_kernel, gaussian_sigma,
-                                    linear_motion_kernel, motion_kernel, trajectory_kernel)
+from smfd_data.blur_kernels import (
+    MOTION_DIRECTIONS,
+    disk_kernel,
+    gaussian_kernel,
+    gaussian_sigma,
+    linear_motion_kernel,
+    motion_kernel,
+    trajectory_kernel,
+)
 
 ALL_KERNELS = [
     lambda: gaussian_kernel(15),

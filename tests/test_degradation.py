@@ -10,9 +10,19 @@ import numpy as np
 import pytest
 
 from smfd_data.blur_kernels import trajectory_kernel
-from smfd_data.degradation import (DegradationConfig, apply_degradation, blur_ops, convolve, count_breakdown,
-                                   count_configurations, degrade, kernel_for_op, resized_shape, rng_for_sample,
-                                   sample_degradation)
+from smfd_data.degradation import (
+    DegradationConfig,
+    apply_degradation,
+    blur_ops,
+    convolve,
+    count_breakdown,
+    count_configurations,
+    degrade,
+    kernel_for_op,
+    resized_shape,
+    rng_for_sample,
+    sample_degradation,
+)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -5,10 +5,25 @@ import numpy as np
 import pytest
 import torch
 
-from smfd_data.degradation import (INTERPOLATIONS, DegradationConfig, apply_degradation, blur_ops, convolve,
-                                   kernel_for_op, resize_image, resized_shape, rng_for_sample, sample_degradation)
-from smfd_data.degradation_torch import (blur_batch, degrade_batch, degrade_batch_from_config, resize_batch,
-                                         resize_matrix)
+from smfd_data.degradation import (
+    INTERPOLATIONS,
+    DegradationConfig,
+    apply_degradation,
+    blur_ops,
+    convolve,
+    kernel_for_op,
+    resize_image,
+    resized_shape,
+    rng_for_sample,
+    sample_degradation,
+)
+from smfd_data.degradation_torch import (
+    blur_batch,
+    degrade_batch,
+    degrade_batch_from_config,
+    resize_batch,
+    resize_matrix,
+)
 
 DEVICES = ['cpu'] + (['cuda'] if torch.cuda.is_available() else [])
 # Every extra family and every resize method, so the twin is checked beyond the paper's defaults.

@@ -1,8 +1,19 @@
 import numpy as np
 import pytest
 
-from smfd_data.face_labels import (CELEBAMASK_CLASSES, CELEBAMASK_PARTS, CLASS_INDEX, PAPER_GROUPS, colorize,
-                                   flip_lut, group_labels, group_names, grouping_lut, merge_part_masks, palette)
+from smfd_data.face_labels import (
+    CELEBAMASK_CLASSES,
+    CELEBAMASK_PARTS,
+    CLASS_INDEX,
+    PAPER_GROUPS,
+    colorize,
+    flip_lut,
+    group_labels,
+    group_names,
+    grouping_lut,
+    merge_part_masks,
+    palette,
+)
 
 # §3.4.2, written out part by part (0 background & rest, 1 components, 2 wearings, 3 skin, 4 hair)
 PAPER_GROUP_OF = {

@@ -7,14 +7,13 @@ import cv2
 import numpy as np
 import pytest
 import torch
-
 from basicsr.metrics import calculate_metric, calculate_niqe, calculate_psnr, calculate_ssim
 from basicsr.metrics.psnr_ssim import _ssim
 from basicsr.utils.registry import METRIC_REGISTRY
+
 from smfd_models import fid as smfd_fid
 from smfd_models import metrics
-from smfd_models.metrics import (smfd_dice, smfd_jaccard, smfd_lpips, smfd_mse, smfd_region_psnr,
-                                 smfd_region_ssim)
+from smfd_models.metrics import smfd_dice, smfd_jaccard, smfd_lpips, smfd_mse, smfd_region_psnr, smfd_region_ssim
 
 # 4×4 label maps, 4 classes; class 3 is absent from both, so it is left out of the mean.
 TARGET = np.array([[0, 0, 1, 1], [0, 0, 1, 1], [2, 2, 2, 2], [2, 2, 2, 2]], dtype=np.uint8)

@@ -5,8 +5,13 @@ import cv2
 import numpy as np
 
 from smfd_data.face_labels import CLASS_INDEX, merge_part_masks
-from smfd_data.synthetic_faces import (_write_one, generate_face, generate_face_parts, rng_for_face,
-                                       write_celebamask_tree)
+from smfd_data.synthetic_faces import (
+    _write_one,
+    generate_face,
+    generate_face_parts,
+    rng_for_face,
+    write_celebamask_tree,
+)
 
 
 def test_face_has_main_parts_and_exact_labels():
