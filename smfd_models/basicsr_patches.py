@@ -112,8 +112,9 @@ def _wrap_parse_options(stock_parse_options):
     def parse_options(root_path, is_train=True):
         _make_pipeline_cpu_safe(sys._getframe(1).f_globals)
         opt, args = stock_parse_options(project_root(root_path), is_train=is_train)
-        from smfd_models.option_check import validate_options
+        from smfd_models.option_check import fill_plugin_defaults, validate_options
         validate_options(opt, source=args.opt)
+        fill_plugin_defaults(opt)
         return _Options(opt), args
 
     setattr(parse_options, _PATCHED, True)

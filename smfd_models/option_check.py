@@ -50,3 +50,13 @@ def validate_options(opt, source='options'):
             _check_name(source, f'train.{key}.type', value['type'], LOSS_REGISTRY, 'loss')
     for name, metric in ((opt.get('val') or {}).get('metrics') or {}).items():
         _check_name(source, f'val.metrics.{name}.type', metric.get('type'), METRIC_REGISTRY, 'metric')
+
+
+def fill_plugin_defaults(opt):
+    """Defaults that follow from other options. A frozen mask generator is never saved, so resuming must not
+    look for ``net_mask_<iter>.pth`` (BasicSR's check_resume would)."""
+    if opt.get('mask_source') == 'generator' and 'network_mask' in opt:
+        ignored = opt.setdefault('path', {}).get('ignore_resume_networks') or []
+        if 'network_mask' not in ignored:
+            opt['path']['ignore_resume_networks'] = [*ignored, 'network_mask']
+    return opt

@@ -1,0 +1,187 @@
+"""SMFDModel: trains / tests SMFD-UNet (paper §3.4.5) inside BasicSR's loop.
+
+The deblurring network gets the blurry image and a semantic mask (§3.3). `mask_source` picks the mask:
+
+- `gt`: the dataset's mask (ground-truth labels, or predicted ones via the dataset's `mask_root_pred`):
+  "Ours with Original Mask" in Table 4.2 and every row of Table 4.3;
+- `generator`: a frozen, pretrained MaskGenerator (`network_mask`, `path.pretrain_network_mask`) predicts it
+  from the blurry input; its softmax probabilities are the mask ("Ours with Generated Masks", Table 4.2);
+- `none`: no mask (`network_g.use_mask: false`), the "backbone without semantic mask branch" of Table 4.3.
+
+A val/test dataset may override it (`datasets.test_2.mask_source: generator`): one test run then gives both
+rows of Table 4.2.
+
+Loss: MSE (§3.4.6.4) unless `train.pixel_opt` says otherwise. Validation metrics get `img`, `img2` (uint8 BGR
+as in SRModel) and `mask` (HW uint8 group labels of the dataset, for the region metrics); pictures are
+`blurry | mask | output | GT`.
+"""
+from collections import OrderedDict
+
+import torch
+from basicsr.archs import build_network
+from basicsr.models.sr_model import SRModel
+from basicsr.utils import get_root_logger, tensor2img
+from basicsr.utils.registry import MODEL_REGISTRY
+
+from smfd_models.model_base import SMFDTrainingMixin
+from smfd_models.option_check import MASK_SOURCES
+from smfd_models.visualize import labels_to_rgb, mask_to_labels, side_by_side, tensor_to_rgb
+
+DEFAULT_PIXEL_OPT = {'type': 'MSELoss', 'loss_weight': 1.0, 'reduction': 'mean'}  # §3.4.6.4
+
+
+def _check_one_source(source, use_mask, where):
+    if source not in MASK_SOURCES:
+        raise ValueError(f'{where} {source!r} is not valid; valid values: {", ".join(MASK_SOURCES)}')
+    if source == 'none' and use_mask:
+        raise ValueError(f'{where}: none needs network_g.use_mask: false (with use_mask the mask branch of '
+                         'SMFDUNet would get no mask)')
+    if source != 'none' and not use_mask:
+        raise ValueError(f'network_g.use_mask is false, so the {source!r} mask of {where} would be ignored; set '
+                         'mask_source: none')
+
+
+def check_mask_source(opt):
+    """Validate `mask_source` (and per-dataset overrides `datasets.<phase>.mask_source`, e.g. one test set with
+    GT masks and one with generated masks) against `network_g.use_mask`; returns the model's mask source."""
+    source = opt.get('mask_source', 'gt')
+    use_mask = opt['network_g'].get('use_mask', True)
+    _check_one_source(source, use_mask, 'mask_source')
+    sources = {source}
+    for phase, dataset_opt in (opt.get('datasets') or {}).items():
+        if isinstance(dataset_opt, dict) and 'mask_source' in dataset_opt:
+            _check_one_source(dataset_opt['mask_source'], use_mask, f'datasets.{phase}.mask_source')
+            sources.add(dataset_opt['mask_source'])
+    if 'generator' in sources:
+        if not opt.get('network_mask'):
+            raise ValueError('mask_source: generator needs network_mask (e.g. {type: MaskGenerator, ...})')
+        if not opt['path'].get('pretrain_network_mask'):
+            raise ValueError('mask_source: generator needs path.pretrain_network_mask (weights trained with '
+                             'options/train_mask_generator.yml)')
+        k_mask = opt['network_mask'].get('num_classes', 5)
+        k_g = opt['network_g'].get('num_mask_classes', 5)
+        if k_mask != k_g:
+            raise ValueError(f'network_mask.num_classes ({k_mask}) differs from network_g.num_mask_classes ({k_g})')
+    return source, sources
+
+
+@MODEL_REGISTRY.register()
+class SMFDModel(SMFDTrainingMixin, SRModel):
+    """SRModel for SMFD-UNet: dual input (blurry image, semantic mask), §3.4.5, trained as in §3.4.6."""
+
+    default_protocol_metric = 'ssim'  # §3.4.6.3: plateau / early stop / checkpointing on validation SSIM
+    _batch_attrs = ('lq', 'gt', 'output', 'mask_gt', 'mask_in')
+
+    def __init__(self, opt):
+        self.mask_source, mask_sources = check_mask_source(opt)
+        train_opt = opt.get('train') or {}
+        if opt.get('is_train') and not train_opt.get('pixel_opt') and not train_opt.get('perceptual_opt'):
+            train_opt['pixel_opt'] = dict(DEFAULT_PIXEL_OPT)
+        self.num_classes = int(opt['network_g'].get('num_mask_classes', 5))
+        super().__init__(opt)
+        if 'generator' in mask_sources:
+            self._build_mask_generator()
+
+    def init_training_settings(self):
+        super().init_training_settings()  # EMA, losses, optimizer, schedulers (SRModel)
+        self.setup_protocol()
+
+    def _build_mask_generator(self):
+        """The frozen MaskGenerator of the cascade (Fig. 3.2): eval mode, no gradients, not optimised."""
+        path_opt = self.opt['path']
+        if path_opt.get('resume_state') and 'network_mask' not in (path_opt.get('ignore_resume_networks') or []):
+            # BasicSR's check_resume has replaced the path by models/net_mask_<iter>.pth, which is never written
+            raise ValueError('Resuming with mask_source: generator needs path.ignore_resume_networks: '
+                             '[network_mask] so that path.pretrain_network_mask keeps pointing at the frozen '
+                             f'mask generator (BasicSR set it to {path_opt.get("pretrain_network_mask")})')
+        self.net_mask = build_network(self.opt['network_mask']).to(self.device)
+        self.load_network(self.net_mask, path_opt['pretrain_network_mask'], path_opt.get('strict_load_mask', True),
+                          path_opt.get('param_key_mask', 'params_ema'))
+        self.net_mask.eval()
+        for param in self.net_mask.parameters():
+            param.requires_grad_(False)
+        get_root_logger().info('Mask source: frozen MaskGenerator (softmax probabilities).')
+
+    # ------------------------------------------------------------------ data / forward
+    def feed_data(self, data):
+        self.lq = self.degraded_input(data)
+        if 'gt' in data:
+            self.gt = data['gt'].to(self.device)
+        if 'mask' in data:
+            self.mask_gt = data['mask'].to(self.device)
+
+    def _mask_for_net(self):
+        """The mask SMFD-UNet gets for the current batch (None for `mask_source: none`)."""
+        source = (getattr(self, '_val_dataset_opt', None) or {}).get('mask_source', self.mask_source)
+        if source == 'none':
+            return None
+        if source == 'gt':
+            if not hasattr(self, 'mask_gt'):
+                raise ValueError('mask_source: gt but the dataset gives no "mask" (set dataroot_mask / '
+                                 'mask_root_pred, or use mask_source: generator)')
+            return self.mask_gt
+        with torch.no_grad():
+            return torch.softmax(self.net_mask(self.lq), dim=1)
+
+    def _forward(self, net):
+        self.mask_in = self._mask_for_net()
+        return net(self.lq) if self.mask_in is None else net(self.lq, self.mask_in)
+
+    def optimize_parameters(self, current_iter):
+        self.optimizer_g.zero_grad()
+        self.output = self._forward(self.net_g)
+
+        l_total = 0
+        loss_dict = OrderedDict()
+        if self.cri_pix:
+            loss_dict['l_pix'] = self.cri_pix(self.output, self.gt)
+            l_total = l_total + loss_dict['l_pix']
+        if self.cri_perceptual:
+            l_percep, l_style = self.cri_perceptual(self.output, self.gt)
+            for name, value in (('l_percep', l_percep), ('l_style', l_style)):
+                if value is not None:
+                    loss_dict[name] = value
+                    l_total = l_total + value
+        self.check_finite_losses(current_iter, l_total, loss_dict)
+        l_total.backward()
+        self.optimizer_g.step()
+
+        self.log_dict = self.reduce_loss_dict(loss_dict)
+        if self.ema_decay > 0:
+            self.model_ema(decay=self.ema_decay)
+
+    def test(self):
+        net = self.net_g_ema if hasattr(self, 'net_g_ema') else self.net_g
+        was_training = net.training
+        net.eval()
+        with torch.no_grad():
+            self.output = self._forward(net)
+        if was_training:
+            net.train()
+
+    def get_current_visuals(self):
+        out_dict = super().get_current_visuals()
+        if getattr(self, 'mask_in', None) is not None:
+            out_dict['mask'] = self.mask_in.detach().cpu()
+        return out_dict
+
+    # ------------------------------------------------------------------ validation
+    def validation_sample(self, img_name):
+        output = self.output.detach().cpu()
+        sr_img = tensor2img([output])  # uint8 BGR, what BasicSR's metrics expect
+        metric_data = {'img': sr_img}
+        panels = [tensor_to_rgb(self.lq[0])]
+        mask_in = getattr(self, 'mask_in', None)
+        labels_in = None if mask_in is None else mask_to_labels(mask_in[0])
+        if labels_in is not None:
+            panels.append(labels_to_rgb(labels_in, self.num_classes))
+        panels.append(tensor_to_rgb(output[0]))
+        if hasattr(self, 'gt'):
+            metric_data['img2'] = tensor2img([self.gt.detach().cpu()])
+            panels.append(tensor_to_rgb(self.gt[0]))
+        # region metrics use the dataset's labels; without them (generator on unlabeled data), the predicted ones
+        region = mask_to_labels(self.mask_gt[0]) if hasattr(self, 'mask_gt') else labels_in
+        if region is not None:
+            metric_data['mask'] = region
+        picture = side_by_side(panels)
+        return metric_data, [('output', sr_img), ('compare', picture)], picture
