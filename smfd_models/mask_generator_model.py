@@ -9,7 +9,6 @@ SMFDDiceLoss) plus an optional cross-entropy (`train.ce_opt`). Validation metric
 """
 from collections import OrderedDict
 
-import torch
 from basicsr.archs import build_network
 from basicsr.losses import build_loss
 from basicsr.models.base_model import BaseModel
@@ -87,22 +86,10 @@ class SMFDMaskGeneratorModel(SMFDTrainingMixin, BaseModel):
         if self.cri_ce:
             loss_dict['l_ce'] = self.cri_ce(self.logits, self.target)
             l_total = l_total + loss_dict['l_ce']
-        self.check_finite_losses(current_iter, l_total, loss_dict)
-        l_total.backward()
-        self.optimizer_g.step()
-
-        self.log_dict = self.reduce_loss_dict(loss_dict)
-        if self.ema_decay > 0:
-            self.model_ema(decay=self.ema_decay)
+        self.finish_step(current_iter, l_total, loss_dict)
 
     def test(self):
-        net = self.net_g_ema if hasattr(self, 'net_g_ema') else self.net_g
-        was_training = net.training
-        net.eval()
-        with torch.no_grad():
-            self.logits = net(self.lq)
-        if was_training:
-            net.train()
+        self.logits = self.run_eval(lambda net: net(self.lq))
 
     def get_current_visuals(self):
         out_dict = OrderedDict(lq=self.lq.detach().cpu(), result=self.logits.detach().argmax(dim=1).cpu())

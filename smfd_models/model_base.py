@@ -106,6 +106,26 @@ class SMFDTrainingMixin:
                            'Training stopped before optimizer.step, so the weights stay finite; lower the '
                            'learning rate or check the data, then resume from the last checkpoint.')
 
+    def finish_step(self, current_iter, l_total, loss_dict):
+        """The end of every optimize_parameters: NaN guard, backward, step, logged losses, EMA update."""
+        self.check_finite_losses(current_iter, l_total, loss_dict)
+        l_total.backward()
+        self.optimizer_g.step()
+        self.log_dict = self.reduce_loss_dict(loss_dict)
+        if self.ema_decay > 0:
+            self.model_ema(decay=self.ema_decay)
+
+    def run_eval(self, forward):
+        """``forward(net)`` on the EMA network when there is one, in eval mode, without grad; mode restored."""
+        net = self.net_g_ema if hasattr(self, 'net_g_ema') else self.net_g
+        was_training = net.training
+        net.eval()
+        with torch.no_grad():
+            result = forward(net)
+        if was_training:
+            net.train()
+        return result
+
     # ------------------------------------------------------------------ checkpoints
     def _networks_to_save(self):
         if hasattr(self, 'net_g_ema'):

@@ -142,22 +142,10 @@ class SMFDModel(SMFDTrainingMixin, SRModel):
                 if value is not None:
                     loss_dict[name] = value
                     l_total = l_total + value
-        self.check_finite_losses(current_iter, l_total, loss_dict)
-        l_total.backward()
-        self.optimizer_g.step()
-
-        self.log_dict = self.reduce_loss_dict(loss_dict)
-        if self.ema_decay > 0:
-            self.model_ema(decay=self.ema_decay)
+        self.finish_step(current_iter, l_total, loss_dict)
 
     def test(self):
-        net = self.net_g_ema if hasattr(self, 'net_g_ema') else self.net_g
-        was_training = net.training
-        net.eval()
-        with torch.no_grad():
-            self.output = self._forward(net)
-        if was_training:
-            net.train()
+        self.output = self.run_eval(lambda net: self._forward(net))
 
     def get_current_visuals(self):
         out_dict = super().get_current_visuals()
