@@ -41,8 +41,8 @@ for _path in (REPO, SCRIPTS):  # the package from a checkout; bench_common next 
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
+from smfd_data.atomic_io import atomic_write_json, atomic_write_text  # noqa: E402
 from smfd_models import inference  # noqa: E402
-from smfd_models.checkpoint import atomic_write_json  # noqa: E402
 
 COLUMNS = [  # (key, header, format, better)
     ('psnr', 'PSNR', '{:.2f}', 'higher'),
@@ -593,12 +593,7 @@ def format_csv(result):
 
 
 def write_text(path, text):
-    """Write a text file atomically (temporary file in the same folder + os.replace)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f'{path}.tmp'
-    with open(tmp, 'w') as f:
-        f.write(text)
-    os.replace(tmp, path)
+    atomic_write_text(path, text)
 
 
 def write_reports(result, out_dir):

@@ -30,7 +30,7 @@ for _path in (REPO, SCRIPTS):
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
-from smfd_models.checkpoint import atomic_write_json  # noqa: E402
+from smfd_data.atomic_io import atomic_write_json  # noqa: E402
 
 FOLDS = (1, 2, 3, 4, 5)
 

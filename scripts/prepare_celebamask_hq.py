@@ -32,6 +32,7 @@ import numpy as np
 from tqdm import tqdm
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from smfd_data.atomic_io import atomic_write_text  # noqa: E402
 from smfd_data.face_labels import CELEBAMASK_PARTS, NUM_CELEBAMASK_CLASSES, merge_part_masks  # noqa: E402
 from smfd_data.lmdb_io import imread_checked, imwrite_atomic, write_lmdb  # noqa: E402
 
@@ -180,10 +181,7 @@ def write_meta_info(out, splits):
     meta_dir = os.path.join(out, 'meta_info')
     os.makedirs(meta_dir, exist_ok=True)
     for name, stems in splits.items():
-        path = os.path.join(meta_dir, f'{name}.txt')
-        with open(path + '.tmp', 'w') as f:
-            f.write(''.join(f'{s}\n' for s in stems))
-        os.replace(path + '.tmp', path)
+        atomic_write_text(os.path.join(meta_dir, f'{name}.txt'), ''.join(f'{s}\n' for s in stems))
 
 
 def finish_prepared(out, stems, seed=0, test_ratio=0.2, folds=5, lmdb=False, rebuild_lmdb=False):

@@ -120,7 +120,7 @@ def main(argv=None):
         return 0
     import benchmark
 
-    from smfd_models.checkpoint import atomic_write_json
+    from smfd_data.atomic_io import atomic_write_json
     from smfd_models.inference import register_basicsr, resolve_device
     register_basicsr()
     device = resolve_device(args.device)

@@ -367,7 +367,7 @@ def main(argv=None):
         'benchmark': (benchmark_done, benchmark_run),
     }
     started = time.time()
-    from smfd_models.checkpoint import atomic_write_json
+    from smfd_data.atomic_io import atomic_write_json
     for name in STAGES[:-1]:
         done, run = table[name]
         upstream = [d for d in DEPENDS.get(name, ()) if stages.get(d, {}).get('status') == 'ran']

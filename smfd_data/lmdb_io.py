@@ -13,6 +13,8 @@ import sys
 import cv2
 import numpy as np
 
+from smfd_data.atomic_io import atomic_write_bytes
+
 _PNG_END = b'IEND\xaeB`\x82'  # the last chunk every complete PNG ends with
 _JPEG_END = b'\xff\xd9'  # end-of-image marker
 _JPEG_SOS = b'\xff\xda'  # start-of-scan marker: the entropy-coded data follows
@@ -45,18 +47,12 @@ def imread_checked(path, flags=cv2.IMREAD_UNCHANGED):
 
 
 def imwrite_atomic(path, img, params=None):
-    """Write an image with ``cv2.imencode`` to ``<path>.tmp<ext>``, then ``os.replace`` it to ``path``."""
+    """Encode an image with ``cv2.imencode`` (format from the extension) and write it atomically."""
     ext = os.path.splitext(path)[1]
     ok, buf = cv2.imencode(ext, img, [] if params is None else list(params))
     if not ok:
         raise ValueError(f'{path}: OpenCV could not encode an image of shape {img.shape} as {ext}')
-    folder = os.path.dirname(path)
-    if folder:
-        os.makedirs(folder, exist_ok=True)
-    tmp = f'{path}.tmp{ext}'
-    with open(tmp, 'wb') as f:
-        f.write(buf.tobytes())
-    os.replace(tmp, path)
+    atomic_write_bytes(path, buf.tobytes())
 
 
 def _decoded_nbytes(path):

@@ -7,58 +7,20 @@ arbitrary objects. Both helpers here are used by every SMFD model (see `smfd_mod
 File format (BasicSR's): `{'params': state_dict, 'params_ema': state_dict}` for networks; training states
 are `{'epoch', 'iter', 'optimizers', 'schedulers', ...}` of plain tensors / numbers / lists / dicts.
 """
-import json
 import os
 import pickle
-import tempfile
 from collections import OrderedDict
 
 import torch
 
-__all__ = ['atomic_torch_save', 'atomic_write_json', 'load_state_dict_safely', 'load_checkpoint_safely']
+from smfd_data.atomic_io import atomic_write
 
-
-def _atomic_write(path, write_fn):
-    """Write through `write_fn(file_object)` to a temporary file next to `path`, fsync, then `os.replace`.
-
-    The temporary name ends with `.tmp`, so BasicSR's `*.state` scan (auto-resume) never sees a partial file.
-    """
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp_path = tempfile.mkstemp(prefix=f'.{os.path.basename(path)}.', suffix='.tmp', dir=folder)
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            write_fn(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_path, path)
-    except BaseException:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
-        raise
-    # make the rename itself durable (best effort: not every file system allows opening a folder)
-    try:
-        dir_fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
+__all__ = ['atomic_torch_save', 'load_state_dict_safely', 'load_checkpoint_safely']
 
 
 def atomic_torch_save(obj, path):
     """`torch.save(obj, path)` that leaves either the old file or the complete new one, never a partial one."""
-    _atomic_write(path, lambda f: torch.save(obj, f))
-
-
-def atomic_write_json(obj, path, indent=2):
-    """Write `obj` as JSON atomically (temporary file in the same folder + `os.replace`)."""
-    data = (json.dumps(obj, indent=indent, sort_keys=True) + '\n').encode('utf-8')
-    _atomic_write(path, lambda f: f.write(data))
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def load_checkpoint_safely(path):

@@ -17,7 +17,6 @@ import argparse
 import glob
 import os
 import sys
-import tempfile
 import time
 import urllib.error
 import warnings
@@ -27,6 +26,7 @@ import numpy as np
 import torch
 import yaml
 
+from smfd_data.lmdb_io import imwrite_atomic
 from smfd_models.face_paste import alignment_matrix, paste_face, warp_face
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
@@ -381,21 +381,7 @@ def write_image(path, img):
     img = img if img.dtype == np.uint8 else to_uint8(img)
     if img.ndim == 3:
         img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
-    ext = os.path.splitext(path)[1] or '.png'
-    ok, buf = cv2.imencode(ext, img)
-    if not ok:
-        raise ValueError(f'{path}: OpenCV cannot encode an image as {ext}')
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix='.tmp', dir=folder)
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            f.write(buf.tobytes())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    imwrite_atomic(path if os.path.splitext(path)[1] else path + '.png', img)
 
 
 def resize_to(img, height, width):

@@ -12,7 +12,8 @@ from basicsr.utils import get_root_logger, imwrite
 from basicsr.utils.dist_util import master_only
 from tqdm import tqdm
 
-from smfd_models.checkpoint import atomic_torch_save, atomic_write_json, load_state_dict_safely
+from smfd_data.atomic_io import atomic_write_json
+from smfd_models.checkpoint import atomic_torch_save, load_state_dict_safely
 from smfd_models.protocol import SMFDEarlyStop, TrainingProtocol, parse_protocol_options
 from smfd_models.visualize import save_labels, save_rgb
 

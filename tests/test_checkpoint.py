@@ -9,7 +9,8 @@ import pytest
 import torch
 
 import smfd_models.checkpoint
-from smfd_models.checkpoint import atomic_torch_save, atomic_write_json, load_state_dict_safely
+from smfd_data.atomic_io import atomic_write_json
+from smfd_models.checkpoint import atomic_torch_save, load_state_dict_safely
 
 CHECKPOINT_PY = smfd_models.checkpoint.__file__
 
