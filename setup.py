@@ -68,6 +68,7 @@ setup(
         'console_scripts': [
             'smfd-train=smfd_models.train:main',
             'smfd-test=smfd_models.test:main',
+            'smfd-deblur=smfd_models.inference:main',
         ]
     },
     cmdclass=cmdclass,

@@ -1,0 +1,450 @@
+"""Inference speed of the SMFD networks against reference restoration networks timed in the same run.
+
+    python scripts/bench_inference.py --json bench_inference.json [--sizes 256] [--batches 1,16] [--threads 2]
+    python scripts/bench_inference.py --json /tmp/q.json --quick          # every code path in a minute
+
+For MaskGenerator, SMFDUNet and the cascade (mask generator → softmax → SMFDUNet, the "generated masks" pipeline)
+at each size and batch: eager fp32, channels_last, autocast (bf16 on CPU, fp16 on CUDA), channels_last +
+autocast, torch.compile and onnxruntime. Beside them, with random weights at their native sizes: GFPGAN's
+generator (GFPGANv1Clean, 2× the SMFD size, i.e. 512² for 256² faces), NAFNet-width32 (GoPro deblurring
+configuration) and a plain U-Net with SMFDUNet's parameter count, all eager fp32. Also: parameters, GMACs
+(fvcore), achieved GFLOP/s and measured ceilings (matmul, 3×3 conv NCHW vs channels_last).
+
+Every case keeps its raw timings; ratios compare cases of the same run. The issue's targets are evaluated at
+the end (met / NOT met) with what was measured. docs/performance.md explains each figure and its limits.
+"""
+import argparse
+import copy
+import math
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+import torch
+from bench_common import (
+    TINY_MASK,
+    TINY_UNET,
+    add_common_arguments,
+    count_macs,
+    environment,
+    format_table,
+    measure_peaks,
+    parse_int_list,
+    setup_device,
+    summarize,
+    synchronize,
+    target,
+    targets_table,
+    write_json,
+)
+
+import smfd_autoload  # noqa: E402  (bench_common put the repository on sys.path)
+
+smfd_autoload.prepare_basicsr()
+
+from smfd_arch import MaskGenerator, SMFDUNet  # noqa: E402
+from smfd_models.fast_paths import autocast_for, prepare_for_inference, to_channels_last  # noqa: E402
+from smfd_models.onnx_export import SMFDCascade, export_network  # noqa: E402
+from smfd_models.reference_archs import build_gfpgan_v1_clean, build_nafnet, count_parameters, plain_unet_like  # noqa: E402
+
+SKIPPABLE = ('channels_last', 'autocast', 'compile', 'onnx', 'gfpgan', 'nafnet', 'plain', 'peaks', 'macs')
+SMFD_MODELS = ('mask_generator', 'smfd_unet', 'cascade')
+# targets of the issue "Performance"
+GFPGAN_RATIO_TARGET = 0.12
+CONV_FRACTION_TARGET = 0.8
+ONNX_SPEEDUP_TARGET = 1.5
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    add_common_arguments(parser)
+    parser.add_argument('--sizes', type=parse_int_list, default=None, help='SMFD face sizes (default 256; quick 64)')
+    parser.add_argument('--batches', type=parse_int_list, default=None, help='batch sizes (default 1,16; quick 1,2)')
+    parser.add_argument('--skip', default='', help=f'comma-separated parts to leave out: {",".join(SKIPPABLE)}')
+    parser.add_argument('--case-budget', type=float, default=None,
+                        help='seconds per case: fewer repeats (min 3) when a call is slow (default 60; quick 5)')
+    parser.add_argument('--tiny', action='store_true', help='tiny widths for every network (test-suite smoke runs)')
+    args = parser.parse_args(argv)
+    args.skip = {s for s in args.skip.split(',') if s}
+    unknown = sorted(args.skip - set(SKIPPABLE))
+    if unknown:
+        parser.error(f'--skip: unknown part(s) {unknown}; choose from {", ".join(SKIPPABLE)}')
+    args.sizes = args.sizes or ([32] if args.tiny else [64] if args.quick else [256])
+    args.batches = args.batches or ([1, 2] if args.quick or args.tiny else [1, 16])
+    if args.case_budget is None:
+        args.case_budget = 5.0 if args.quick or args.tiny else 60.0
+    return args
+
+
+# ----------------------------------------------------------------------------------------------- timing
+def time_case(fn, device, args, min_repeats=3):
+    """Time the first call apart (compilation, allocation), then `args.warmup` warm-up calls (the last one estimates
+    the cost), then `args.repeats` timed calls, fewer (not below `min_repeats`) when they would exceed the budget."""
+    def timed():
+        synchronize(device)
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        return time.perf_counter() - start
+
+    first = estimate = timed()
+    for _ in range(args.warmup):
+        estimate = timed()
+    repeats = args.repeats
+    if estimate * repeats > args.case_budget:
+        repeats = max(min(min_repeats, args.repeats), int(args.case_budget / max(estimate, 1e-9)))
+    return first, [timed() for _ in range(repeats)]
+
+
+def case_record(model, variant, size, batch, first, times, gmacs):
+    median = statistics.median(times)
+    rec = {'model': model, 'variant': variant, 'size': size, 'batch': batch, 'first_call_s': round(first, 4),
+           **summarize(times), 'ms_per_face': 1000.0 * median / batch, 'faces_per_s': batch / median}
+    if gmacs is not None:
+        rec['gflops_achieved'] = 2.0 * gmacs * batch / median
+    return rec
+
+
+def error_record(model, variant, size, batch, err):
+    text = f'{type(err).__name__}: {err}'.strip()
+    return {'model': model, 'variant': variant, 'size': size, 'batch': batch, 'error': text[:1500]}
+
+
+# ----------------------------------------------------------------------------------------------- networks
+def smfd_networks(tiny):
+    torch.manual_seed(0)
+    mask_generator = MaskGenerator(**(TINY_MASK if tiny else {})).eval()
+    unet = SMFDUNet(**(TINY_UNET if tiny else {})).eval()
+    cascade = SMFDCascade(mask_generator, unet).eval()
+    k = unet.num_mask_classes
+
+    def image(batch, size, device):
+        return (torch.rand(batch, 3, size, size, device=device),)
+
+    def image_and_mask(batch, size, device):
+        probs = torch.softmax(4 * torch.randn(batch, k, size, size, device=device), dim=1)
+        return (torch.rand(batch, 3, size, size, device=device), probs)
+
+    return {'mask_generator': (mask_generator, image, 'mask_generator'),
+            'smfd_unet': (unet, image_and_mask, 'unet'),
+            'cascade': (cascade, image, 'cascade')}
+
+
+def reference_networks(args, smfd_unet_params):
+    """{name: (builder, size multiplier)}; builders return (net, note) and run lazily (GFPGAN takes seconds)."""
+    refs = {}
+    if 'nafnet' not in args.skip:
+        def nafnet():
+            config = None
+            if args.tiny:
+                config = dict(img_channel=3, width=8, middle_blk_num=1, enc_blk_nums=[1, 1, 1, 1],
+                              dec_blk_nums=[1, 1, 1, 1])
+            net, source = build_nafnet(config)
+            return net, f'NAFNet-width32 GoPro config ({source}), random weights'
+        refs['nafnet_w32'] = (nafnet, 1)
+    if 'gfpgan' not in args.skip:
+        def gfpgan():
+            size = 2 * args.sizes[0]
+            if args.tiny:
+                net = build_gfpgan_v1_clean(out_size=size, channel_multiplier=1, num_style_feat=32, narrow=0.125)
+            else:
+                net = build_gfpgan_v1_clean(out_size=size)
+            return net, f'GFPGANv1Clean (gfpgan==1.3.8) at {size}², GFPGANer configuration, random weights'
+        refs['gfpgan_v1_clean'] = (gfpgan, 2)
+    if 'plain' not in args.skip:
+        def plain():
+            net = plain_unet_like(smfd_unet_params)
+            return net, f'plain U-Net, base width {net.down[0][0].out_channels}, matched to SMFDUNet parameters'
+        refs['plain_unet'] = (plain, 1)
+    return refs
+
+
+# ----------------------------------------------------------------------------------------------- variants
+def torch_variant(net, variant, device, amp):
+    """(callable taking inputs, note) for a PyTorch variant; the network is copied (variants must not interact)."""
+    net = copy.deepcopy(net).to(device)
+    channels_last = variant.startswith('channels_last')
+    use_amp = variant.endswith('autocast')
+    # static shapes: one compiled graph per batch size (a dynamic-batch graph was several times slower on CPU)
+    net = prepare_for_inference(net, channels_last=channels_last, compile=variant == 'compile',
+                                compile_options={'dynamic': False})
+
+    def call(*inputs):
+        if channels_last:
+            inputs = tuple(to_channels_last(t) for t in inputs)
+        with torch.inference_mode(), autocast_for(device, amp if use_amp else None):
+            return net(*inputs)
+
+    return call
+
+
+def onnx_variant(net, kind, size, k, tmpdir, threads, name):
+    from smfd_models.onnx_export import OnnxRestorer
+    path = os.path.join(tmpdir, f'{name}_{size}.onnx')
+    export = export_network(net, path, kind, size=size, dynamic_hw=False, num_classes=k)
+    restorer = OnnxRestorer(path, threads=threads)
+    session, names = restorer.session, restorer.input_names
+    providers = session.get_providers()
+
+    def call(*inputs):
+        return session.run(None, {n: t.cpu().numpy() for n, t in zip(names, inputs)})
+
+    return call, {'onnx_max_abs_diff': export['max_abs_diff'], 'onnx_providers': providers}
+
+
+def output_difference(got, expected):
+    """max |Δ| and PSNR (peak = max(1, max|expected|)) of a variant's output against eager fp32."""
+    if isinstance(got, (list, tuple)):  # onnxruntime returns a list of arrays
+        got = got[0]
+    got = torch.as_tensor(got).detach().float().cpu()
+    diff = got - expected.float()
+    mse = float((diff**2).mean())
+    peak = max(1.0, float(expected.abs().max()))
+    return {'max_abs_diff_vs_eager': float(diff.abs().max()),
+            'psnr_vs_eager_db': float('inf') if mse == 0 else 10 * math.log10(peak**2 / mse)}
+
+
+def run_smfd(args, device, amp, tmpdir, results):
+    nets = smfd_networks(args.tiny)
+    variants = ['eager']
+    if 'channels_last' not in args.skip:
+        variants.append('channels_last')
+    if 'autocast' not in args.skip:
+        variants.append('autocast')
+        if 'channels_last' not in args.skip:
+            variants.append('channels_last+autocast')
+    if 'compile' not in args.skip:
+        variants.append('compile')
+    if 'onnx' not in args.skip:
+        variants.append('onnxruntime')
+    k = nets['smfd_unet'][0].num_mask_classes
+    info = {}
+    for name, (net, make_inputs, kind) in nets.items():
+        info[name] = {'params': count_parameters(net)}
+        for size in args.sizes:
+            macs = {} if 'macs' in args.skip else count_macs(net, make_inputs(1, size, 'cpu'))
+            info[name][f'macs_{size}'] = macs
+            gmacs = macs.get('gmacs')
+            torch.manual_seed(1)
+            check_inputs = make_inputs(1, size, 'cpu')
+            with torch.inference_mode():
+                expected = net(*check_inputs)
+            for variant in variants:
+                try:
+                    extra = {}
+                    if variant == 'onnxruntime':
+                        call, extra = onnx_variant(net, kind, size, k, tmpdir, args.threads, name)
+                        dev = torch.device('cpu')
+                    else:
+                        call = torch_variant(net, variant, device, amp)
+                        dev = device
+                except Exception as err:  # e.g. compile or export failing here: report, keep going
+                    for batch in args.batches:
+                        results.append(error_record(name, variant, size, batch, err))
+                    print(f'  {name} {variant}: FAILED to build ({type(err).__name__}: {str(err)[:200]})')
+                    continue
+                timed = []
+                for batch in args.batches:
+                    inputs = make_inputs(batch, size, dev)
+                    try:
+                        first, times = time_case(lambda: call(*inputs), device, args)
+                    except Exception as err:
+                        results.append(error_record(name, variant, size, batch, err))
+                        print(f'  {name} {variant} b{batch}: FAILED ({type(err).__name__}: {str(err)[:200]})')
+                        continue
+                    rec = case_record(name, variant, size, batch, first, times, gmacs)
+                    rec.update(extra)
+                    if variant == 'autocast' or variant.endswith('+autocast'):
+                        rec['amp'] = amp
+                    results.append(rec)
+                    timed.append(rec)
+                    print(f'  {name:15s} {variant:24s} {size}² b{batch:<3d} {rec["ms_per_face"]:9.2f} ms/face')
+                # after the timings, so that a compile's first call (compilation) is the timed case's first call
+                try:
+                    accuracy = output_difference(call(*(t.to(dev) for t in check_inputs)), expected)
+                except Exception as err:
+                    accuracy = {'accuracy_error': f'{type(err).__name__}: {err}'[:500]}
+                for rec in timed:
+                    rec.update(accuracy)
+    return info
+
+
+def run_references(args, device, results, smfd_unet_params):
+    info = {}
+    for name, (builder, multiplier) in reference_networks(args, smfd_unet_params).items():
+        size = multiplier * args.sizes[0]
+        try:
+            net, note = builder()
+        except Exception as err:
+            info[name] = {'error': f'{type(err).__name__}: {err}'[:1500]}
+            print(f'  {name}: not available ({info[name]["error"][:200]})')
+            continue
+        net = net.eval()
+        info[name] = {'params': count_parameters(net), 'size': size, 'note': note}
+        if 'macs' not in args.skip:
+            info[name][f'macs_{size}'] = count_macs(net, (torch.rand(1, 3, size, size),))  # on CPU
+        gmacs = info[name].get(f'macs_{size}', {}).get('gmacs')
+        net = net.to(device)
+        for batch in args.batches:
+            x = torch.rand(batch, 3, size, size, device=device)
+
+            def call(net=net, x=x):
+                with torch.inference_mode():
+                    return net(x)
+            try:
+                first, times = time_case(call, device, args)
+            except Exception as err:
+                results.append(error_record(name, 'eager', size, batch, err))
+                continue
+            rec = case_record(name, 'eager', size, batch, first, times, gmacs)
+            results.append(rec)
+            print(f'  {name:15s} {"eager":24s} {size}² b{batch:<3d} {rec["ms_per_face"]:9.2f} ms/face')
+        del net
+    return info
+
+
+# ----------------------------------------------------------------------------------------------- analysis
+def find(results, model, variant, batch, size=None):
+    for rec in results:
+        if (rec['model'] == model and rec['variant'] == variant and rec['batch'] == batch
+                and (size is None or rec['size'] == size) and 'error' not in rec):
+            return rec
+    return None
+
+
+def add_speedups(results):
+    for rec in results:
+        if 'error' in rec or rec['model'] not in SMFD_MODELS:
+            continue
+        eager = find(results, rec['model'], 'eager', rec['batch'], rec['size'])
+        if eager:
+            rec['speedup_vs_eager'] = eager['median_s'] / rec['median_s']
+
+
+def comparisons(results, args):
+    """Per-face time ratios case / reference at the same batch (< 1: the case is faster)."""
+    size = args.sizes[0]
+    pairs = [('cascade', 'eager', 'nafnet_w32', 'cascade vs NAFNet-w32 per face, same size, eager fp32'),
+             ('cascade', 'eager', 'gfpgan_v1_clean', 'cascade per face vs GFPGAN per 2×-size face, eager fp32'),
+             ('smfd_unet', 'eager', 'plain_unet', 'SMFDUNet vs plain U-Net of equal parameters, eager fp32')]
+    rows = []
+    for batch in args.batches:
+        for model, variant, ref, what in pairs:
+            case, reference = find(results, model, variant, batch, size), find(results, ref, 'eager', batch)
+            if case and reference:
+                rows.append({'case': f'{model}/{variant}', 'reference': f'{ref}/eager', 'batch': batch,
+                             'ratio': case['ms_per_face'] / reference['ms_per_face'], 'what': what})
+        best = best_variant(results, 'cascade', batch, size)
+        naf = find(results, 'nafnet_w32', 'eager', batch)
+        if best and naf:
+            rows.append({'case': f'cascade/{best["variant"]}', 'reference': 'nafnet_w32/eager', 'batch': batch,
+                         'ratio': best['ms_per_face'] / naf['ms_per_face'],
+                         'what': 'fastest cascade variant of this run vs NAFNet-w32 eager'})
+    return rows
+
+
+def best_variant(results, model, batch, size):
+    cands = [r for r in results if r['model'] == model and r['batch'] == batch and r['size'] == size
+             and 'error' not in r]
+    return min(cands, key=lambda r: r['median_s']) if cands else None
+
+
+def evaluate_targets(results, peaks, args, device):
+    size = args.sizes[0]
+    out = []
+    for batch in args.batches:
+        case, naf = find(results, 'cascade', 'eager', batch, size), find(results, 'nafnet_w32', 'eager', batch)
+        out.append(target(f'cascade faster than NAFNet-w32 per {size}² face (b{batch})',
+                          case['ms_per_face'] / naf['ms_per_face'] if case and naf else None, 1.0, '<',
+                          'time ratio cascade/NAFNet, eager fp32, same batch'))
+        gfp = find(results, 'gfpgan_v1_clean', 'eager', batch)
+        out.append(target(f'cascade {size}² face ≤ {GFPGAN_RATIO_TARGET}× GFPGAN {2 * size}² face (b{batch})',
+                          case['ms_per_face'] / gfp['ms_per_face'] if case and gfp else None, GFPGAN_RATIO_TARGET,
+                          '<=', 'time ratio cascade/GFPGANv1Clean, eager fp32, same batch'))
+    conv = (peaks or {}).get('conv3x3_channels_last', {}).get('gflops')
+    batch = max(args.batches)
+    for model in ('smfd_unet', 'cascade'):
+        rec = find(results, model, 'channels_last', batch, size)
+        value = rec['gflops_achieved'] / conv if rec and conv and 'gflops_achieved' in rec else None
+        out.append(target(f'{model} ≥ {CONV_FRACTION_TARGET:.0%} of measured channels_last conv GFLOP/s (b{batch})',
+                          value, CONV_FRACTION_TARGET, '>=',
+                          'achieved GFLOP/s (fvcore MACs × 2 / time), channels_last fp32 / 3×3 conv peak'))
+    for model in SMFD_MODELS:
+        for batch in args.batches:
+            eager, onnx = find(results, model, 'eager', batch, size), find(results, model, 'onnxruntime', batch, size)
+            value = eager['median_s'] / onnx['median_s'] if eager and onnx else None
+            t = target(f'{model}: onnxruntime ≥ {ONNX_SPEEDUP_TARGET}× eager on CPU (b{batch})', value,
+                       ONNX_SPEEDUP_TARGET, '>=', 'eager fp32 time / onnxruntime fp32 time')
+            if device.type != 'cpu':
+                t['met'] = None
+                t['measured_as'] += ' (CPU-only target: not evaluated on this device)'
+            out.append(t)
+    return out
+
+
+def print_tables(report):
+    env = report['environment']
+    print(f'\n{env["cpu_model"]}, {env["torch_threads"]} threads, torch {env["torch"]}, onnxruntime '
+          f'{env["onnxruntime"]}, device {env["device"]}{" (" + env["gpu"] + ")" if "gpu" in env else ""}, '
+          f'{env["date"]}, load {env["load_avg_1_5_15"]} → {report["load_avg_end"]}\n')
+    rows = []
+    for rec in report['cases']:
+        row = dict(rec)
+        if 'error' in rec:
+            row['ms_per_face'] = 'FAILED: ' + rec['error'][:60].replace('|', '/').replace('\n', ' ')
+        rows.append(row)
+    columns = [('model', 'model'), ('variant', 'variant'), ('size', 'size'), ('batch', 'batch'),
+               ('ms_per_face', 'ms/face'), ('faces_per_s', 'faces/s'), ('gflops_achieved', 'GFLOP/s'),
+               ('speedup_vs_eager', '× eager'), ('psnr_vs_eager_db', 'PSNR vs eager dB'),
+               ('first_call_s', 'first call s')]
+    print(format_table(rows, columns, title='Inference (median of raw timings)'))
+    nets = [{'network': name, 'params_M': info.get('params', 0) / 1e6 if 'params' in info else None,
+             'gmacs': next((v.get('gmacs') for k, v in info.items() if k.startswith('macs_')), None),
+             'note': info.get('note') or info.get('error', '')[:80]}
+            for name, info in {**report['networks'], **report['references']}.items()]
+    print()
+    print(format_table(nets, [('network', 'network'), ('params_M', 'params (M)'), ('gmacs', 'GMACs/face'),
+                              ('note', 'note')], title='Networks (GMACs at the size timed)'))
+    if report['peaks']:
+        print()
+        print(format_table([{'kernel': k, **v} for k, v in report['peaks'].items()],
+                           [('kernel', 'kernel'), ('shape', 'shape'), ('gflops', 'GFLOP/s')],
+                           title='Measured ceilings (fp32)'))
+    print()
+    print(format_table(report['comparisons'], [('case', 'case'), ('reference', 'reference'), ('batch', 'batch'),
+                                               ('ratio', 'time/face ratio'), ('what', 'what')],
+                       title='Comparisons in this run (ratio < 1: case faster)'))
+    print()
+    print(targets_table(report['targets']))
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    device = setup_device(args)
+    amp = 'fp16' if device.type == 'cuda' else 'bf16'
+    report = {'script': 'bench_inference', 'environment': environment(device, args.threads),
+              'settings': {'sizes': args.sizes, 'batches': args.batches, 'repeats': args.repeats,
+                           'warmup': args.warmup, 'case_budget_s': args.case_budget, 'skip': sorted(args.skip),
+                           'quick': args.quick, 'tiny': args.tiny, 'autocast_dtype': amp}}
+    results = []
+    print(f'Device {device}, {torch.get_num_threads()} threads, sizes {args.sizes}, batches {args.batches}')
+    report['peaks'] = {} if 'peaks' in args.skip else measure_peaks(device, args.quick or args.tiny,
+                                                                     repeats=max(3, args.repeats))
+    with tempfile.TemporaryDirectory(prefix='smfd_bench_onnx_') as tmpdir:
+        report['networks'] = run_smfd(args, device, amp, tmpdir, results)
+    report['references'] = run_references(args, device, results, report['networks']['smfd_unet']['params'])
+    add_speedups(results)
+    report['cases'] = results
+    report['comparisons'] = comparisons(results, args)
+    report['targets'] = evaluate_targets(results, report['peaks'], args, device)
+    report['load_avg_end'] = environment(device, args.threads)['load_avg_1_5_15']
+    write_json(args.json, report)
+    print_tables(report)
+    print(f'\nWrote {args.json}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

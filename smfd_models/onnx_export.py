@@ -1,0 +1,251 @@
+"""ONNX export of the SMFD networks and an onnxruntime restorer (scripts/export_onnx.py, deblur --onnx).
+
+Three graphs (fp32, opset 17 by default, dynamic batch):
+
+* `mask_generator.onnx`: blurry (B,3,H,W) RGB in [0,1] → mask logits (B,K,H,W) (§3.4.4; RGB→gray inside);
+* `smfd_unet.onnx`: blurry (B,3,H,W) + mask (B,K,H,W) probabilities / one-hot → restored (B,3,H,W) (§3.4.5);
+  without a mask input when the network was built with `use_mask: false`;
+* `smfd_cascade.onnx`: blurry (B,3,H,W) → mask generator → softmax → SMFD-UNet → restored (B,3,H,W), one graph:
+  the "generated masks" pipeline of Table 4.2, so deployment needs no Python between the two networks.
+
+Dynamic H/W: both networks pad to a multiple of 2^levels and crop back (smfd_arch.blocks.pad_to_multiple). The
+exporter traces Python control flow once, so the graph is traced on an input that needs padding (then the pad
+amounts are shape computations in the graph and a zero pad is exact) and checked on several sizes with
+onnxruntime; if any size disagrees, the graph is re-exported with fixed H×W (dynamic batch only) and the result
+says so. Exporter: PyTorch's TorchScript-based one (`dynamo=False`); the torch.export-based default needs the
+`onnxscript` package, which this environment does not install.
+"""
+import os
+import tempfile
+import warnings
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ['SMFDCascade', 'build_networks', 'export_network', 'export_all', 'onnx_parity', 'OnnxRestorer',
+           'PARITY_TOLERANCE']
+
+PARITY_TOLERANCE = 1e-4  # max |Δ| between PyTorch fp32 and onnxruntime fp32 outputs on random inputs
+
+
+class SMFDCascade(nn.Module):
+    """Blurry RGB → MaskGenerator softmax probabilities → SMFDUNet (Fig. 3.2; "generated masks", Table 4.2)."""
+
+    def __init__(self, mask_generator, restorer):
+        super().__init__()
+        self.mask_generator = mask_generator
+        self.restorer = restorer
+
+    def forward(self, x):
+        return self.restorer(x, torch.softmax(self.mask_generator(x), dim=1))
+
+
+def _read_yaml(path):
+    import yaml
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'Option file not found: {path}')
+    with open(path) as f:
+        opt = yaml.safe_load(f)
+    if not isinstance(opt, dict):
+        raise ValueError(f'{path}: expected a YAML mapping (a BasicSR option file)')
+    return opt
+
+
+def _network_kwargs(section, expected_type, where):
+    kwargs = dict(section or {})
+    net_type = kwargs.pop('type', expected_type)
+    if net_type != expected_type:
+        raise ValueError(f'{where}: type is {net_type!r}, expected {expected_type!r}')
+    return kwargs
+
+
+def _load_weights(net, path, name):
+    from smfd_models.checkpoint import load_state_dict_safely
+    try:
+        state = load_state_dict_safely(path, 'params_ema')
+    except KeyError:
+        state = load_state_dict_safely(path, 'params')
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise ValueError(f'{path}: weights do not fit the {name} built from the options (pass the training '
+                         f'--opt YAML): {str(err)[:800]}') from err
+
+
+def build_networks(opt=None, weights=None, mask_weights=None):
+    """(MaskGenerator, SMFDUNet) in eval mode, from a BasicSR option file's `network_mask` / `network_g`.
+
+    Args:
+        opt (str | dict | None): YAML path or dict; None → the default configurations.
+        weights, mask_weights (str | None): BasicSR checkpoints (`params_ema`, else `params`); None → random
+            initialisation with a warning (for testing the export, not for deployment).
+    """
+    from smfd_arch import MaskGenerator, SMFDUNet
+    where = opt if isinstance(opt, str) else 'options'
+    if isinstance(opt, str):
+        opt = _read_yaml(opt)
+    opt = opt or {}
+    unet = SMFDUNet(**_network_kwargs(opt.get('network_g'), 'SMFDUNet', f'{where}: network_g'))
+    mask_kwargs = _network_kwargs(opt.get('network_mask'), 'MaskGenerator', f'{where}: network_mask')
+    mask_kwargs.setdefault('num_classes', unet.num_mask_classes)
+    mask_generator = MaskGenerator(**mask_kwargs)
+    for net, path, name in ((unet, weights, 'SMFDUNet'), (mask_generator, mask_weights, 'MaskGenerator')):
+        if path:
+            _load_weights(net, path, name)
+        else:
+            warnings.warn(f'No weights given for {name}: exporting a randomly initialised network (testing only)',
+                          UserWarning, stacklevel=2)
+    return mask_generator.eval(), unet.eval()
+
+
+def _session(path, threads=None, providers=None):
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = int(threads)
+        options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if providers is None:
+        available = ort.get_available_providers()
+        providers = [p for p in ('CUDAExecutionProvider', 'CPUExecutionProvider') if p in available]
+    return ort.InferenceSession(os.fspath(path), sess_options=options, providers=providers)
+
+
+def onnx_parity(net, path, example_sets, session=None):
+    """max |Δ| between `net(*inputs)` and onnxruntime on each tuple of inputs in `example_sets`.
+
+    Returns a list of {'shape': input 0 shape, 'max_abs_diff': float}.
+    """
+    session = session or _session(path)
+    names = [i.name for i in session.get_inputs()]
+    results = []
+    with torch.no_grad():
+        for inputs in example_sets:
+            expected = net(*inputs).numpy()
+            got = session.run(None, {n: t.numpy() for n, t in zip(names, inputs)})[0]
+            if got.shape != expected.shape:
+                diff = float('inf')
+            else:
+                diff = float(np.abs(got - expected).max())
+            results.append({'shape': list(inputs[0].shape), 'max_abs_diff': diff})
+    return results
+
+
+def _example_inputs(kind, num_classes, batch, h, w, generator):
+    x = torch.rand(batch, 3, h, w, generator=generator)
+    if kind == 'unet':
+        probs = torch.softmax(4 * torch.randn(batch, num_classes, h, w, generator=generator), dim=1)
+        return (x, probs)
+    return (x,)
+
+
+def export_network(net, path, kind, size=256, opset=17, dynamic_hw=True, num_classes=5, seed=0,
+                   tolerance=PARITY_TOLERANCE):
+    """Export `net` ('mask_generator' | 'unet' | 'cascade' inputs) to `path` and check parity with onnxruntime.
+
+    Returns {'path', 'dynamic_hw', 'parity': [...], 'max_abs_diff', 'parity_ok', 'inputs', 'outputs'}.
+    """
+    path = os.fspath(path)
+    net = net.eval()
+    generator = torch.Generator().manual_seed(seed)
+    with_mask = kind == 'unet' and getattr(net, 'use_mask', True)
+    input_kind = 'unet' if with_mask else 'image'
+    input_names = ['blurry', 'mask'] if with_mask else ['blurry']
+    output_name = 'logits' if kind == 'mask_generator' else 'restored'
+    odd = (size + 3, size + 5) if dynamic_hw else (size, size)  # needs padding: the pad is traced (module doc)
+    check_sizes = [(size, size)] + ([odd, (max(16, size // 2) + 7, max(16, size // 2))] if dynamic_hw else [])
+
+    def _export(trace_hw, dynamic):
+        axes = {0: 'batch', 2: 'height', 3: 'width'} if dynamic else {0: 'batch'}
+        example = _example_inputs(input_kind, num_classes, 1, *trace_hw, generator)
+        folder = os.path.dirname(os.path.abspath(path))
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f'.{os.path.basename(path)}.', suffix='.tmp', dir=folder)
+        os.close(fd)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter('ignore')  # TracerWarnings about shape → int: handled by the parity check
+                torch.onnx.export(net, example, tmp, dynamo=False, opset_version=opset, input_names=input_names,
+                                  output_names=[output_name], do_constant_folding=True,
+                                  dynamic_axes={n: axes for n in input_names + [output_name]})
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        sets = [_example_inputs(input_kind, num_classes, b, h, w, generator)
+                for b, (h, w) in zip([2, 1, 3], check_sizes if dynamic else [(size, size)] * 2)]
+        return onnx_parity(net, path, sets)
+
+    parity = _export(odd, dynamic_hw)
+    dynamic = dynamic_hw
+    if dynamic_hw and max(p['max_abs_diff'] for p in parity) > tolerance:
+        warnings.warn(f'{path}: dynamic H/W export disagrees with PyTorch ({parity}); re-exporting at a fixed '
+                      f'{size}x{size}', UserWarning, stacklevel=2)
+        parity = _export((size, size), False)
+        dynamic = False
+    max_diff = max(p['max_abs_diff'] for p in parity)
+    return {'path': path, 'dynamic_hw': dynamic, 'size': size, 'opset': opset, 'inputs': input_names,
+            'outputs': [output_name], 'parity': parity, 'max_abs_diff': max_diff,
+            'parity_ok': bool(max_diff <= tolerance)}
+
+
+def export_all(mask_generator, unet, out_dir, size=256, opset=17, dynamic_hw=True, which=None):
+    """Export the mask generator, SMFD-UNet and the cascade into `out_dir`; returns {name: export result}."""
+    graphs = {
+        'mask_generator': (mask_generator, 'mask_generator'),
+        'smfd_unet': (unet, 'unet'),
+        'smfd_cascade': (SMFDCascade(mask_generator, unet).eval(), 'cascade'),
+    }
+    results = {}
+    for name in which or graphs:
+        net, kind = graphs[name]
+        results[name] = export_network(net, os.path.join(out_dir, f'{name}.onnx'), kind, size=size, opset=opset,
+                                       dynamic_hw=dynamic_hw, num_classes=unet.num_mask_classes)
+    return results
+
+
+class OnnxRestorer:
+    """Run an exported SMFD graph with onnxruntime: `OnnxRestorer(path).restore(batch) -> batch`.
+
+    `batch`: (B,3,H,W) float RGB in [0,1], a torch tensor or numpy array (returned as the same type, on the same
+    torch device). For `smfd_unet.onnx` pass the mask too: `restore(batch, mask)` with (B,K,H,W) probabilities.
+    A graph exported with fixed H×W rejects other sizes with a ValueError naming the file.
+    """
+
+    def __init__(self, path, threads=None, providers=None):
+        self.path = os.fspath(path)
+        if not os.path.isfile(self.path):
+            raise FileNotFoundError(f'ONNX model not found: {self.path}')
+        try:
+            self.session = _session(self.path, threads=threads, providers=providers)
+        except Exception as err:  # onnxruntime raises its own exception types
+            raise ValueError(f'{self.path}: onnxruntime cannot load this model: {err}') from err
+        self.inputs = self.session.get_inputs()
+        self.input_names = [i.name for i in self.inputs]
+        self.output_name = self.session.get_outputs()[0].name
+
+    def _check(self, name, array, spec):
+        if array.ndim != 4:
+            raise ValueError(f'{self.path}: input {name!r} must be (B,C,H,W), got shape {array.shape}')
+        for axis, want in enumerate(spec.shape):
+            if isinstance(want, int) and array.shape[axis] != want:
+                raise ValueError(f'{self.path}: input {name!r} has shape {array.shape} but the graph needs '
+                                 f'{spec.shape} (exported with fixed H×W? re-export with the size you need)')
+
+    def restore(self, batch, mask=None):
+        is_torch = torch.is_tensor(batch)
+        device = batch.device if is_torch else None
+        arrays = [batch] + ([mask] if mask is not None else [])
+        if len(arrays) != len(self.inputs):
+            raise ValueError(f'{self.path}: the graph takes inputs {self.input_names}, got {len(arrays)} array(s)'
+                             + (' (smfd_unet.onnx needs restore(batch, mask))' if len(self.inputs) == 2 else ''))
+        feeds = {}
+        for name, value, spec in zip(self.input_names, arrays, self.inputs):
+            if torch.is_tensor(value):
+                value = value.detach().float().cpu().numpy()
+            value = np.ascontiguousarray(value, dtype=np.float32)
+            self._check(name, value, spec)
+            feeds[name] = value
+        out = self.session.run([self.output_name], feeds)[0]
+        return torch.from_numpy(out).to(device) if is_torch else out
