@@ -21,11 +21,8 @@ from smfd_models.fast_paths import (  # noqa: E402
     prepare_for_inference,
     to_channels_last,
 )
+from tests.helpers import TINY_MASK, TINY_UNET  # noqa: E402
 
-TINY_UNET = dict(encoder_widths=(4, 8, 8, 8), bottleneck_width=8, decoder_widths=(8, 8, 8, 4), final_width=4,
-                 head_channels=4, growth=2, growth_ratio=None)
-TINY_MASK = dict(encoder_widths=(4, 8, 8), decoder_widths=(8, 8, 4), final_width=4, head_channels=4, growth=2,
-                 growth_ratio=None)
 # bf16 keeps 8 mantissa bits (~2-3 significant digits): documented tolerance in docs/performance.md
 BF16_MIN_PSNR_DB = 30.0
 

@@ -20,12 +20,7 @@ from smfd_models.onnx_export import (  # noqa: E402
     export_all,
     export_network,
 )
-from tests.helpers import REPO, run_python, write_yaml  # noqa: E402
-
-TINY_UNET = dict(encoder_widths=(4, 8, 8, 8), bottleneck_width=8, decoder_widths=(8, 8, 8, 4), final_width=4,
-                 head_channels=4, growth=2, growth_ratio=None)
-TINY_MASK = dict(encoder_widths=(4, 8, 8), decoder_widths=(8, 8, 4), final_width=4, head_channels=4, growth=2,
-                 growth_ratio=None)
+from tests.helpers import REPO, TINY_MASK, TINY_UNET, run_python, write_yaml  # noqa: E402
 
 
 @pytest.fixture(scope='module')
