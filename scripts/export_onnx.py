@@ -55,9 +55,10 @@ def main(argv=None):
                          dynamic_hw=not args.fixed_size, which=args.which)
     failed = []
     for name, res in results.items():
-        shapes = ', '.join(f'{"x".join(map(str, p["shape"]))}: {p["max_abs_diff"]:.2e}' for p in res['parity'])
+        shapes = ', '.join(f'{"x".join(map(str, p["shape"]))}: {p["max_abs_diff"]:.2e} (max|output| '
+                           f'{p["max_abs_output"]:.3g})' for p in res['parity'])
         hw = 'dynamic batch, H, W' if res['dynamic_hw'] else f'dynamic batch, fixed {args.size}x{args.size}'
-        status = 'OK' if res['parity_ok'] else f'FAILED (> {PARITY_TOLERANCE:g})'
+        status = 'OK' if res['parity_ok'] else f'FAILED (> {PARITY_TOLERANCE:g} × max(1, max|output|))'
         print(f'{res["path"]}: {hw}; max|Δ| vs PyTorch fp32 ({shapes}) {status}')
         if not res['parity_ok']:
             failed.append(name)

@@ -103,7 +103,7 @@ def test_dynamic_export_falls_back_to_fixed_size_when_parity_fails(nets, tmp_pat
         calls.append(len(sets))
         results = real(net, path, sets, session)
         if len(calls) == 1:  # pretend the dynamic graph is wrong at another size
-            results[-1]['max_abs_diff'] = 1.0
+            results[-1].update(max_abs_diff=1.0, scaled_diff=1.0)
         return results
 
     monkeypatch.setattr(onnx_export, 'onnx_parity', flaky)
@@ -143,3 +143,23 @@ def test_export_script_end_to_end(tmp_path):
     assert summary['graphs']['smfd_cascade']['max_abs_diff'] <= PARITY_TOLERANCE
     bad = run_python([f'{REPO}/scripts/export_onnx.py', '-o', str(tmp_path / 'x'), '--only', 'nope'], check=False)
     assert bad.returncode == 2 and "unknown graph(s) ['nope']" in bad.stderr
+
+
+def test_parity_is_relative_to_the_output_magnitude(tmp_path):
+    """Logits of magnitude ~100 may differ by ~1e-3 in fp32; images in [0, 1] must agree to 1e-4 absolute."""
+
+    class Scale(torch.nn.Module):
+        def __init__(self, factor):
+            super().__init__()
+            self.factor = factor
+
+        def forward(self, x):
+            return x * self.factor
+
+    for factor in (1.0, 200.0):
+        net = Scale(factor)
+        x = torch.rand(1, 3, 8, 8)
+        torch.onnx.export(net, (x,), str(tmp_path / 'scale.onnx'), dynamo=False, input_names=['x'])
+        (result,) = onnx_export.onnx_parity(net, str(tmp_path / 'scale.onnx'), [(x,)])
+        assert result['max_abs_output'] == pytest.approx(max(1.0, float((x * factor).abs().max())))
+        assert result['scaled_diff'] == pytest.approx(result['max_abs_diff'] / result['max_abs_output'])
