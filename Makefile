@@ -27,4 +27,4 @@ demo: $(STAMP)
 	$(PY) scripts/run_demo.py
 
 clean-demo:
-	rm -rf datasets/demo experiments/demo_* results/demo tb_logger/demo_*
+	rm -rf datasets/demo experiments/demo_* results/demo results/demo_* tb_logger/demo_*
