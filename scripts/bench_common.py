@@ -24,7 +24,7 @@ from smfd_data.atomic_io import atomic_write_json  # noqa: E402
 __all__ = [
     'add_common_arguments', 'setup_device', 'synchronize', 'time_calls', 'summarize', 'environment',
     'count_macs', 'measure_peaks', 'conv3x3_gflops', 'target', 'format_table', 'targets_table', 'write_json',
-    'load_note', 'parse_int_list', 'TINY_UNET', 'TINY_MASK'
+    'load_note', 'parse_int_list', 'rss_gb', 'TINY_UNET', 'TINY_MASK'
 ]
 
 # Tiny SMFD configurations for the test-suite's smoke runs (--tiny): every code path, none of the cost.
@@ -97,6 +97,15 @@ def _cpu_model():
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def rss_gb():
+    """Resident memory of this process in GiB (Linux /proc; None elsewhere)."""
+    try:
+        with open('/proc/self/statm') as f:
+            return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**30
+    except (OSError, ValueError):
+        return None
 
 
 def load_note():

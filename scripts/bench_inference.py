@@ -1,7 +1,7 @@
 """Inference speed of the SMFD networks against reference restoration networks timed in the same run.
 
     python scripts/bench_inference.py --json bench_inference.json [--sizes 256] [--batches 1,16] [--threads 2]
-    python scripts/bench_inference.py --json /tmp/q.json --quick          # every code path in a minute
+    python scripts/bench_inference.py --json /tmp/q.json --quick   # every code path at 64² (compiling takes minutes)
 
 For MaskGenerator, SMFDUNet and the cascade (mask generator → softmax → SMFDUNet, the "generated masks" pipeline)
 at each size and batch: eager fp32, channels_last, autocast (bf16 on CPU, fp16 on CUDA), channels_last +
@@ -11,10 +11,13 @@ configuration) and a plain U-Net with SMFDUNet's parameter count, all eager fp32
 (fvcore), achieved GFLOP/s and measured ceilings (matmul, 3×3 conv NCHW vs channels_last).
 
 Every case keeps its raw timings; ratios compare cases of the same run. The issue's targets are evaluated at
-the end (met / NOT met) with what was measured. docs/performance.md explains each figure and its limits.
+the end (met / NOT met) with what was measured. Cases are timed in interleaved rounds (all cases once per
+round), so load that drifts during the run hits all of them alike. docs/performance.md explains each figure and
+its limits.
 """
 import argparse
 import copy
+import gc
 import math
 import os
 import statistics
@@ -32,6 +35,7 @@ from bench_common import (
     format_table,
     measure_peaks,
     parse_int_list,
+    rss_gb,
     setup_device,
     summarize,
     synchronize,
@@ -63,8 +67,6 @@ def parse_args(argv=None):
     parser.add_argument('--sizes', type=parse_int_list, default=None, help='SMFD face sizes (default 256; quick 64)')
     parser.add_argument('--batches', type=parse_int_list, default=None, help='batch sizes (default 1,16; quick 1,2)')
     parser.add_argument('--skip', default='', help=f'comma-separated parts to leave out: {",".join(SKIPPABLE)}')
-    parser.add_argument('--case-budget', type=float, default=None,
-                        help='seconds per case: fewer repeats (min 3) when a call is slow (default 60; quick 5)')
     parser.add_argument('--tiny', action='store_true', help='tiny widths for every network (test-suite smoke runs)')
     args = parser.parse_args(argv)
     args.skip = {s for s in args.skip.split(',') if s}
@@ -73,29 +75,54 @@ def parse_args(argv=None):
         parser.error(f'--skip: unknown part(s) {unknown}; choose from {", ".join(SKIPPABLE)}')
     args.sizes = args.sizes or ([32] if args.tiny else [64] if args.quick else [256])
     args.batches = args.batches or ([1, 2] if args.quick or args.tiny else [1, 16])
-    if args.case_budget is None:
-        args.case_budget = 5.0 if args.quick or args.tiny else 60.0
     return args
 
 
 # ----------------------------------------------------------------------------------------------- timing
-def time_case(fn, device, args, min_repeats=3):
-    """Time the first call apart (compilation, allocation), then `args.warmup` warm-up calls (the last one estimates
-    the cost), then `args.repeats` timed calls, fewer (not below `min_repeats`) when they would exceed the budget."""
-    def timed():
-        synchronize(device)
-        start = time.perf_counter()
-        fn()
-        synchronize(device)
-        return time.perf_counter() - start
+class Case:
+    """One timed configuration: `fn()` runs one batch; `times` fills during the interleaved rounds."""
 
-    first = estimate = timed()
-    for _ in range(args.warmup):
-        estimate = timed()
-    repeats = args.repeats
-    if estimate * repeats > args.case_budget:
-        repeats = max(min(min_repeats, args.repeats), int(args.case_budget / max(estimate, 1e-9)))
-    return first, [timed() for _ in range(repeats)]
+    def __init__(self, model, variant, size, batch, fn, gmacs, extra=None):
+        self.model, self.variant, self.size, self.batch, self.fn, self.gmacs = model, variant, size, batch, fn, gmacs
+        self.extra = dict(extra or {})
+        self.first, self.times, self.error = None, [], None
+
+    def label(self):
+        return f'{self.model:15s} {self.variant:24s} {self.size}² b{self.batch:<3d}'
+
+
+def timed_call(fn, device):
+    synchronize(device)
+    start = time.perf_counter()
+    fn()
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+def run_rounds(cases, device, args):
+    """Warm every case up (first call timed apart: compilation, allocation), then `args.repeats` rounds that call
+    every case once, in alternating order: load that drifts during the run hits all cases alike, so the ratios
+    between cases stay meaningful on a shared machine."""
+    for case in cases:
+        try:
+            case.first = timed_call(case.fn, device)
+            for _ in range(args.warmup):
+                timed_call(case.fn, device)
+        except Exception as err:  # e.g. a compile failing on this machine: report, keep going
+            case.error = f'{type(err).__name__}: {err}'.strip()[:1500]
+            print(f'  {case.label()} FAILED ({case.error[:200]})')
+            continue
+        print(f'  {case.label()} first call {case.first:8.3f} s, RSS {rss_gb() or 0:5.1f} GiB')
+    live = [c for c in cases if c.error is None]
+    for r in range(args.repeats):
+        start = time.perf_counter()
+        for case in (live if r % 2 == 0 else live[::-1]):
+            if case.error is None:
+                try:
+                    case.times.append(timed_call(case.fn, device))
+                except Exception as err:
+                    case.error = f'{type(err).__name__}: {err}'.strip()[:1500]
+        print(f'  round {r + 1}/{args.repeats}: {time.perf_counter() - start:.1f} s')
 
 
 def case_record(model, variant, size, batch, first, times, gmacs):
@@ -206,8 +233,7 @@ def output_difference(got, expected):
             'psnr_vs_eager_db': float('inf') if mse == 0 else 10 * math.log10(peak**2 / mse)}
 
 
-def run_smfd(args, device, amp, tmpdir, results):
-    nets = smfd_networks(args.tiny)
+def smfd_variants(args):
     variants = ['eager']
     if 'channels_last' not in args.skip:
         variants.append('channels_last')
@@ -219,19 +245,24 @@ def run_smfd(args, device, amp, tmpdir, results):
         variants.append('compile')
     if 'onnx' not in args.skip:
         variants.append('onnxruntime')
+    return variants
+
+
+def build_smfd_cases(args, device, amp, tmpdir, nets, names, cases, failed):
+    """Cases of the SMFD networks `names`; returns (info per network, accuracy checks to run after the timings)."""
     k = nets['smfd_unet'][0].num_mask_classes
-    info = {}
-    for name, (net, make_inputs, kind) in nets.items():
+    info, checks = {}, []
+    for name in names:
+        net, make_inputs, kind = nets[name]
         info[name] = {'params': count_parameters(net)}
         for size in args.sizes:
             macs = {} if 'macs' in args.skip else count_macs(net, make_inputs(1, size, 'cpu'))
             info[name][f'macs_{size}'] = macs
-            gmacs = macs.get('gmacs')
             torch.manual_seed(1)
             check_inputs = make_inputs(1, size, 'cpu')
             with torch.inference_mode():
                 expected = net(*check_inputs)
-            for variant in variants:
+            for variant in smfd_variants(args):
                 try:
                     extra = {}
                     if variant == 'onnxruntime':
@@ -240,40 +271,40 @@ def run_smfd(args, device, amp, tmpdir, results):
                     else:
                         call = torch_variant(net, variant, device, amp)
                         dev = device
-                except Exception as err:  # e.g. compile or export failing here: report, keep going
+                except Exception as err:  # e.g. the export failing: report, keep going
                     for batch in args.batches:
-                        results.append(error_record(name, variant, size, batch, err))
+                        failed.append(error_record(name, variant, size, batch, err))
                     print(f'  {name} {variant}: FAILED to build ({type(err).__name__}: {str(err)[:200]})')
                     continue
-                timed = []
+                if variant.endswith('autocast'):
+                    extra['amp'] = amp
+                group = []
                 for batch in args.batches:
                     inputs = make_inputs(batch, size, dev)
-                    try:
-                        first, times = time_case(lambda: call(*inputs), device, args)
-                    except Exception as err:
-                        results.append(error_record(name, variant, size, batch, err))
-                        print(f'  {name} {variant} b{batch}: FAILED ({type(err).__name__}: {str(err)[:200]})')
-                        continue
-                    rec = case_record(name, variant, size, batch, first, times, gmacs)
-                    rec.update(extra)
-                    if variant == 'autocast' or variant.endswith('+autocast'):
-                        rec['amp'] = amp
-                    results.append(rec)
-                    timed.append(rec)
-                    print(f'  {name:15s} {variant:24s} {size}² b{batch:<3d} {rec["ms_per_face"]:9.2f} ms/face')
-                # after the timings, so that a compile's first call (compilation) is the timed case's first call
-                try:
-                    accuracy = output_difference(call(*(t.to(dev) for t in check_inputs)), expected)
-                except Exception as err:
-                    accuracy = {'accuracy_error': f'{type(err).__name__}: {err}'[:500]}
-                for rec in timed:
-                    rec.update(accuracy)
-    return info
+                    group.append(Case(name, variant, size, batch, lambda call=call, inputs=inputs: call(*inputs),
+                                      macs.get('gmacs'), extra))
+                cases.extend(group)
+                checks.append((call, tuple(t.to(dev) for t in check_inputs), expected, group))
+    return info, checks
 
 
-def run_references(args, device, results, smfd_unet_params):
+def run_accuracy_checks(checks):
+    """Output of each variant vs eager fp32 on a fixed input; after the timings, so that a compile's first timed
+    call is its compilation."""
+    for call, inputs, expected, group in checks:
+        try:
+            accuracy = output_difference(call(*inputs), expected)
+        except Exception as err:
+            accuracy = {'accuracy_error': f'{type(err).__name__}: {err}'[:500]}
+        for case in group:
+            case.extra.update(accuracy)
+
+
+def build_reference_cases(args, device, names, cases, smfd_unet_params):
     info = {}
     for name, (builder, multiplier) in reference_networks(args, smfd_unet_params).items():
+        if name not in names:
+            continue
         size = multiplier * args.sizes[0]
         try:
             net, note = builder()
@@ -293,16 +324,21 @@ def run_references(args, device, results, smfd_unet_params):
             def call(net=net, x=x):
                 with torch.inference_mode():
                     return net(x)
-            try:
-                first, times = time_case(call, device, args)
-            except Exception as err:
-                results.append(error_record(name, 'eager', size, batch, err))
-                continue
-            rec = case_record(name, 'eager', size, batch, first, times, gmacs)
-            results.append(rec)
-            print(f'  {name:15s} {"eager":24s} {size}² b{batch:<3d} {rec["ms_per_face"]:9.2f} ms/face')
-        del net
+            cases.append(Case(name, 'eager', size, batch, call, gmacs))
     return info
+
+
+def case_results(cases, failed):
+    results = list(failed)
+    for case in cases:
+        if case.error is not None or not case.times:
+            results.append(error_record(case.model, case.variant, case.size, case.batch,
+                                        RuntimeError(case.error or 'no timing')))
+            continue
+        rec = case_record(case.model, case.variant, case.size, case.batch, case.first, case.times, case.gmacs)
+        rec.update(case.extra)
+        results.append(rec)
+    return results
 
 
 # ----------------------------------------------------------------------------------------------- analysis
@@ -426,15 +462,34 @@ def main(argv=None):
     amp = 'fp16' if device.type == 'cuda' else 'bf16'
     report = {'script': 'bench_inference', 'environment': environment(device, args.threads),
               'settings': {'sizes': args.sizes, 'batches': args.batches, 'repeats': args.repeats,
-                           'warmup': args.warmup, 'case_budget_s': args.case_budget, 'skip': sorted(args.skip),
+                           'warmup': args.warmup, 'skip': sorted(args.skip), 'timing': 'interleaved rounds',
                            'quick': args.quick, 'tiny': args.tiny, 'autocast_dtype': amp}}
-    results = []
     print(f'Device {device}, {torch.get_num_threads()} threads, sizes {args.sizes}, batches {args.batches}')
-    report['peaks'] = {} if 'peaks' in args.skip else measure_peaks(device, args.quick or args.tiny,
-                                                                     repeats=max(3, args.repeats))
+    quick = args.quick or args.tiny
+    peaks_before = {} if 'peaks' in args.skip else measure_peaks(device, quick, repeats=max(3, args.repeats))
+    # Each SMFD network is timed interleaved with the references it is compared against; the groups run one
+    # after the other, so that the memory of one group (onnxruntime keeps its arena) is freed before the next.
+    groups = [('mask_generator', ()), ('smfd_unet', ('plain_unet',)),
+              ('cascade', ('nafnet_w32', 'gfpgan_v1_clean'))]
+    nets = smfd_networks(args.tiny)
+    smfd_unet_params = count_parameters(nets['smfd_unet'][0])
+    report['networks'], report['references'], results = {}, {}, []
     with tempfile.TemporaryDirectory(prefix='smfd_bench_onnx_') as tmpdir:
-        report['networks'] = run_smfd(args, device, amp, tmpdir, results)
-    report['references'] = run_references(args, device, results, report['networks']['smfd_unet']['params'])
+        for name, refs in groups:
+            print(f'Group {name}{" + " + ", ".join(refs) if refs else ""}:')
+            cases, failed = [], []
+            info, checks = build_smfd_cases(args, device, amp, tmpdir, nets, [name], cases, failed)
+            report['networks'].update(info)
+            report['references'].update(build_reference_cases(args, device, refs, cases, smfd_unet_params))
+            run_rounds(cases, device, args)
+            run_accuracy_checks(checks)
+            results.extend(case_results(cases, failed))
+            del cases, checks, failed
+            gc.collect()
+    peaks_after = {} if 'peaks' in args.skip else measure_peaks(device, quick, repeats=max(3, args.repeats))
+    # the ceiling is the better of the measurements taken before and after the cases (load drifts)
+    report['peaks'] = {k: max(peaks_before[k], peaks_after[k], key=lambda p: p['gflops']) for k in peaks_before}
+    report['peaks_before_after'] = {'before': peaks_before, 'after': peaks_after}
     add_speedups(results)
     report['cases'] = results
     report['comparisons'] = comparisons(results, args)
