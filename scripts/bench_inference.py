@@ -17,6 +17,7 @@ its limits.
 """
 import argparse
 import copy
+import ctypes
 import gc
 import math
 import os
@@ -97,6 +98,15 @@ def timed_call(fn, device):
     fn()
     synchronize(device)
     return time.perf_counter() - start
+
+
+def release_memory():
+    """Collect garbage and hand freed heap memory back to the OS (glibc keeps it otherwise)."""
+    gc.collect()
+    try:
+        ctypes.CDLL('libc.so.6').malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def run_rounds(cases, device, args):
@@ -248,8 +258,9 @@ def smfd_variants(args):
     return variants
 
 
-def build_smfd_cases(args, device, amp, tmpdir, nets, names, cases, failed):
-    """Cases of the SMFD networks `names`; returns (info per network, accuracy checks to run after the timings)."""
+def build_smfd_cases(args, device, amp, tmpdir, nets, names, variants, cases, failed):
+    """Cases of the SMFD networks `names` in `variants`; returns (info per network, accuracy checks to run after
+    the timings)."""
     k = nets['smfd_unet'][0].num_mask_classes
     info, checks = {}, []
     for name in names:
@@ -262,7 +273,7 @@ def build_smfd_cases(args, device, amp, tmpdir, nets, names, cases, failed):
             check_inputs = make_inputs(1, size, 'cpu')
             with torch.inference_mode():
                 expected = net(*check_inputs)
-            for variant in smfd_variants(args):
+            for variant in variants:
                 try:
                     extra = {}
                     if variant == 'onnxruntime':
@@ -328,7 +339,7 @@ def build_reference_cases(args, device, names, cases, smfd_unet_params):
     return info
 
 
-def case_results(cases, failed):
+def case_results(cases, failed, group):
     results = list(failed)
     for case in cases:
         if case.error is not None or not case.times:
@@ -338,23 +349,35 @@ def case_results(cases, failed):
         rec = case_record(case.model, case.variant, case.size, case.batch, case.first, case.times, case.gmacs)
         rec.update(case.extra)
         results.append(rec)
+    for rec in results:
+        rec['group'] = group  # cases of one group were timed interleaved: compare within a group
     return results
 
 
 # ----------------------------------------------------------------------------------------------- analysis
-def find(results, model, variant, batch, size=None):
+def find(results, model, variant, batch, size=None, group=None):
     for rec in results:
         if (rec['model'] == model and rec['variant'] == variant and rec['batch'] == batch
-                and (size is None or rec['size'] == size) and 'error' not in rec):
+                and (size is None or rec['size'] == size) and (group is None or rec['group'] == group)
+                and 'error' not in rec):
             return rec
     return None
+
+
+def find_pair(results, model, variant, ref, batch, size):
+    """(case, reference) timed in the same group (the reference's), or (None, None)."""
+    reference = find(results, ref, 'eager', batch)
+    if reference is None:
+        return None, None
+    case = find(results, model, variant, batch, size, group=reference['group'])
+    return (case, reference) if case else (None, None)
 
 
 def add_speedups(results):
     for rec in results:
         if 'error' in rec or rec['model'] not in SMFD_MODELS:
             continue
-        eager = find(results, rec['model'], 'eager', rec['batch'], rec['size'])
+        eager = find(results, rec['model'], 'eager', rec['batch'], rec['size'], group=rec['group'])
         if eager:
             rec['speedup_vs_eager'] = eager['median_s'] / rec['median_s']
 
@@ -368,12 +391,12 @@ def comparisons(results, args):
     rows = []
     for batch in args.batches:
         for model, variant, ref, what in pairs:
-            case, reference = find(results, model, variant, batch, size), find(results, ref, 'eager', batch)
+            case, reference = find_pair(results, model, variant, ref, batch, size)
             if case and reference:
                 rows.append({'case': f'{model}/{variant}', 'reference': f'{ref}/eager', 'batch': batch,
                              'ratio': case['ms_per_face'] / reference['ms_per_face'], 'what': what})
-        best = best_variant(results, 'cascade', batch, size)
         naf = find(results, 'nafnet_w32', 'eager', batch)
+        best = best_variant(results, 'cascade', batch, size, naf['group']) if naf else None
         if best and naf:
             rows.append({'case': f'cascade/{best["variant"]}', 'reference': 'nafnet_w32/eager', 'batch': batch,
                          'ratio': best['ms_per_face'] / naf['ms_per_face'],
@@ -381,9 +404,9 @@ def comparisons(results, args):
     return rows
 
 
-def best_variant(results, model, batch, size):
+def best_variant(results, model, batch, size, group):
     cands = [r for r in results if r['model'] == model and r['batch'] == batch and r['size'] == size
-             and 'error' not in r]
+             and r['group'] == group and 'error' not in r]
     return min(cands, key=lambda r: r['median_s']) if cands else None
 
 
@@ -391,11 +414,11 @@ def evaluate_targets(results, peaks, args, device):
     size = args.sizes[0]
     out = []
     for batch in args.batches:
-        case, naf = find(results, 'cascade', 'eager', batch, size), find(results, 'nafnet_w32', 'eager', batch)
+        case, naf = find_pair(results, 'cascade', 'eager', 'nafnet_w32', batch, size)
         out.append(target(f'cascade faster than NAFNet-w32 per {size}² face (b{batch})',
                           case['ms_per_face'] / naf['ms_per_face'] if case and naf else None, 1.0, '<',
                           'time ratio cascade/NAFNet, eager fp32, same batch'))
-        gfp = find(results, 'gfpgan_v1_clean', 'eager', batch)
+        case, gfp = find_pair(results, 'cascade', 'eager', 'gfpgan_v1_clean', batch, size)
         out.append(target(f'cascade {size}² face ≤ {GFPGAN_RATIO_TARGET}× GFPGAN {2 * size}² face (b{batch})',
                           case['ms_per_face'] / gfp['ms_per_face'] if case and gfp else None, GFPGAN_RATIO_TARGET,
                           '<=', 'time ratio cascade/GFPGANv1Clean, eager fp32, same batch'))
@@ -409,7 +432,8 @@ def evaluate_targets(results, peaks, args, device):
                           'achieved GFLOP/s (fvcore MACs × 2 / time), channels_last fp32 / 3×3 conv peak'))
     for model in SMFD_MODELS:
         for batch in args.batches:
-            eager, onnx = find(results, model, 'eager', batch, size), find(results, model, 'onnxruntime', batch, size)
+            onnx = find(results, model, 'onnxruntime', batch, size)
+            eager = find(results, model, 'eager', batch, size, group=onnx['group']) if onnx else None
             value = eager['median_s'] / onnx['median_s'] if eager and onnx else None
             t = target(f'{model}: onnxruntime ≥ {ONNX_SPEEDUP_TARGET}× eager on CPU (b{batch})', value,
                        ONNX_SPEEDUP_TARGET, '>=', 'eager fp32 time / onnxruntime fp32 time')
@@ -431,7 +455,8 @@ def print_tables(report):
         if 'error' in rec:
             row['ms_per_face'] = 'FAILED: ' + rec['error'][:60].replace('|', '/').replace('\n', ' ')
         rows.append(row)
-    columns = [('model', 'model'), ('variant', 'variant'), ('size', 'size'), ('batch', 'batch'),
+    columns = [('group', 'timed with'), ('model', 'model'), ('variant', 'variant'), ('size', 'size'),
+               ('batch', 'batch'),
                ('ms_per_face', 'ms/face'), ('faces_per_s', 'faces/s'), ('gflops_achieved', 'GFLOP/s'),
                ('speedup_vs_eager', '× eager'), ('psnr_vs_eager_db', 'PSNR vs eager dB'),
                ('first_call_s', 'first call s')]
@@ -469,23 +494,29 @@ def main(argv=None):
     peaks_before = {} if 'peaks' in args.skip else measure_peaks(device, quick, repeats=max(3, args.repeats))
     # Each SMFD network is timed interleaved with the references it is compared against; the groups run one
     # after the other, so that the memory of one group (onnxruntime keeps its arena) is freed before the next.
-    groups = [('mask_generator', ()), ('smfd_unet', ('plain_unet',)),
-              ('cascade', ('nafnet_w32', 'gfpgan_v1_clean'))]
+    # GFPGAN at batch 16, 512² peaks at ~11 GiB: it gets its own group with the cascade's eager variant.
+    variants = smfd_variants(args)
+    groups = [('mask_generator', variants, ()), ('smfd_unet', variants, ('plain_unet',)),
+              ('cascade', variants, ('nafnet_w32',)), ('cascade', ['eager'], ('gfpgan_v1_clean',))]
     nets = smfd_networks(args.tiny)
     smfd_unet_params = count_parameters(nets['smfd_unet'][0])
     report['networks'], report['references'], results = {}, {}, []
     with tempfile.TemporaryDirectory(prefix='smfd_bench_onnx_') as tmpdir:
-        for name, refs in groups:
-            print(f'Group {name}{" + " + ", ".join(refs) if refs else ""}:')
+        for name, group_variants, refs in groups:
+            refs = [r for r in refs if r.split('_')[0] not in args.skip]
+            if group_variants == ['eager'] and not refs:
+                continue  # only there for a skipped reference
+            group = '+'.join([name] + refs)
+            print(f'Group {group}:')
             cases, failed = [], []
-            info, checks = build_smfd_cases(args, device, amp, tmpdir, nets, [name], cases, failed)
+            info, checks = build_smfd_cases(args, device, amp, tmpdir, nets, [name], group_variants, cases, failed)
             report['networks'].update(info)
             report['references'].update(build_reference_cases(args, device, refs, cases, smfd_unet_params))
             run_rounds(cases, device, args)
             run_accuracy_checks(checks)
-            results.extend(case_results(cases, failed))
+            results.extend(case_results(cases, failed, group))
             del cases, checks, failed
-            gc.collect()
+            release_memory()
     peaks_after = {} if 'peaks' in args.skip else measure_peaks(device, quick, repeats=max(3, args.repeats))
     # the ceiling is the better of the measurements taken before and after the cases (load drifts)
     report['peaks'] = {k: max(peaks_before[k], peaks_after[k], key=lambda p: p['gflops']) for k in peaks_before}

@@ -100,8 +100,8 @@ def test_bench_inference_smoke(tmp_path):
         assert len(c['raw_s']) == 2 and c['median_s'] == pytest.approx(sum(c['raw_s']) / 2, abs=2e-6)
         assert c['ms_per_face'] == pytest.approx(1000 * c['median_s'] / c['batch'])
         if c['model'] in ('mask_generator', 'smfd_unet', 'cascade'):
-            eager = next(e for e in cases
-                         if (e['model'], e['variant'], e['batch']) == (c['model'], 'eager', c['batch']))
+            eager = next(e for e in cases if (e['model'], e['variant'], e['batch'], e['group'])
+                         == (c['model'], 'eager', c['batch'], c['group']))
             assert c['speedup_vs_eager'] == pytest.approx(eager['median_s'] / c['median_s'])
             assert c['gflops_achieved'] == pytest.approx(
                 2 * report['networks'][c['model']]['macs_32']['gmacs'] * c['batch'] / c['median_s'])
@@ -129,11 +129,18 @@ def test_bench_inference_smoke(tmp_path):
         if 'params' in ref:
             assert any(c['model'] == name for c in cases)
     assert report['references']['plain_unet']['params'] == 30757  # base width 2: closest to the tiny net's 23262
-    naf = [r for r in report['comparisons'] if r['reference'] == 'nafnet_w32/eager' and r['case'] == 'cascade/eager']
-    if naf:
-        c = next(x for x in cases if (x['model'], x['variant'], x['batch']) == ('cascade', 'eager', naf[0]['batch']))
-        n = next(x for x in cases if (x['model'], x['batch']) == ('nafnet_w32', naf[0]['batch']))
-        assert naf[0]['ratio'] == pytest.approx(c['ms_per_face'] / n['ms_per_face'])
+    # each comparison uses the case timed in the reference's group (interleaved with it)
+    groups = {c['group'] for c in cases if c['model'] == 'cascade'}
+    assert groups == {'cascade+nafnet_w32', 'cascade+gfpgan_v1_clean'}
+    for ref in ('nafnet_w32', 'gfpgan_v1_clean'):
+        if 'params' not in report['references'][ref]:  # package not installed
+            continue
+        row = next(r for r in report['comparisons']
+                   if r['reference'] == f'{ref}/eager' and r['case'] == 'cascade/eager')
+        c = next(x for x in cases if (x['model'], x['variant'], x['batch'], x['group'])
+                 == ('cascade', 'eager', row['batch'], f'cascade+{ref}'))
+        n = next(x for x in cases if (x['model'], x['batch']) == (ref, row['batch']))
+        assert row['ratio'] == pytest.approx(c['ms_per_face'] / n['ms_per_face'])
 
 
 def test_bench_data_smoke(tmp_path):
