@@ -1,13 +1,13 @@
 """SMFD: semantic-mask-guided face deblurring (SMFD-UNet) as a BasicSR plugin.
 
 Besides the packages, the wheel carries ``smfd_autoload.pth`` at its root, which site-packages runs at
-interpreter start: it installs the lazy import hook of ``smfd_autoload`` (see that module). The version is a
+interpreter start: it installs the lazy import hook of ``smfd_basicsr.autoload`` (see that module). The version is a
 literal here: no generated version file.
 """
 import shutil
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import find_packages, setup
 from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).parent
@@ -48,8 +48,7 @@ setup(
     long_description_content_type='text/markdown',
     license='Apache-2.0',
     python_requires='>=3.9,<3.13',
-    packages=['smfd_arch', 'smfd_data', 'smfd_models'],
-    py_modules=['smfd_autoload'],
+    packages=find_packages(include=['smfd_*']),
     install_requires=[
         'basicsr==1.4.2',  # provides tensorboard through its tb-nightly requirement: do not add `tensorboard`
         'torch>=2.1',
@@ -66,9 +65,9 @@ setup(
     extras_require={'onnx': ['onnx', 'onnxruntime']},
     entry_points={
         'console_scripts': [
-            'smfd-train=smfd_models.train:main',
-            'smfd-test=smfd_models.test:main',
-            'smfd-deblur=smfd_models.inference:main',
+            'smfd-train=smfd_basicsr.train:main',
+            'smfd-test=smfd_basicsr.test:main',
+            'smfd-deblur=smfd_inference.deblur:main',
         ]
     },
     cmdclass=cmdclass,

@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """Write procedural synthetic faces in CelebAMask-HQ's layout — FOR DEMOS AND TESTS ONLY.
 
 Real training and results comparable to the paper use CelebAMask-HQ (docs/data.md). The synthetic tree
@@ -8,11 +7,8 @@ feeds ``scripts/prepare_celebamask_hq.py`` exactly like the real dataset::
     python scripts/prepare_celebamask_hq.py -i datasets/synthetic_tree -o datasets/synthetic --size 256
 """
 import argparse
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from smfd_data.synthetic_faces import write_celebamask_tree  # noqa: E402
+from smfd_data.synthetic_faces import write_celebamask_tree
 
 
 def main(argv=None):

@@ -279,3 +279,8 @@ class FinalLayers(nn.Module):
 def count_bn_channels(module):
     """Total BatchNorm channels; Keras reports 2 non-trainable values (moving mean, variance) per channel."""
     return sum(m.num_features for m in module.modules() if isinstance(m, nn.BatchNorm2d))
+
+
+def count_parameters(module):
+    """Number of parameters (all of them: trainable ones, as Keras' "trainable params" of Tables 3.1/3.2)."""
+    return sum(p.numel() for p in module.parameters())

@@ -1,8 +1,21 @@
 """Atomic file writes: a reader (or a resume after SIGKILL) sees the old file or the complete new one, never a
-partial one. Stdlib only; shared by checkpoints, images, LMDB meta files, JSON reports and benchmarks."""
+partial one. Stdlib only; shared by checkpoints, images, LMDB meta files, JSON reports and benchmarks.
+
+The file gets the permissions a plain ``open(path, 'w')`` would give it (0666 minus the umask), not the 0600 of
+the temporary file ``mkstemp`` creates: results must stay readable by other users and web servers.
+"""
+import functools
 import json
 import os
 import tempfile
+
+
+@functools.lru_cache(maxsize=None)
+def _default_mode():
+    # the only portable way to read the umask is to set it and put it back: done once, not on every write
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def atomic_write(path, write_fn):
@@ -19,6 +32,7 @@ def atomic_write(path, write_fn):
         with os.fdopen(fd, 'wb') as f:
             write_fn(f)
             f.flush()
+            os.fchmod(f.fileno(), _default_mode())
             os.fsync(f.fileno())
         os.replace(tmp_path, path)
     except BaseException:

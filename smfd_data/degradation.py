@@ -33,6 +33,7 @@ from smfd_data.blur_kernels import (
     motion_kernel,
     trajectory_kernel,
 )
+from smfd_data.image_io import to_uint8
 
 PARAMS_VERSION = 1
 PAPER_SIZES = (15, 21, 25, 31, 35, 41)
@@ -356,7 +357,7 @@ def add_noise(img, sigma, seed):
 
 def jpeg_compress(img, quality):
     """JPEG round trip at ``quality`` of a float RGB [0, 1] image (uint8 quantisation included)."""
-    u8 = np.clip(np.floor(img * 255.0 + 0.5), 0, 255).astype(np.uint8)
+    u8 = to_uint8(img)
     color = u8.ndim == 3 and u8.shape[2] == 3
     ok, buf = cv2.imencode('.jpg', cv2.cvtColor(u8, cv2.COLOR_RGB2BGR) if color else u8,
                            [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
@@ -368,7 +369,7 @@ def jpeg_compress(img, quality):
     return out.reshape(img.shape).astype(np.float32) / 255.0
 
 
-def resize_image(img, w, h, interpolation):
+def resize_interpolated(img, w, h, interpolation):
     """``cv2.resize`` to (h, w) with a config interpolation name, keeping a trailing channel axis of size 1."""
     out = cv2.resize(img, (w, h), interpolation=INTERPOLATIONS[interpolation])
     return out.reshape(h, w, *img.shape[2:])  # cv2 drops a trailing channel axis of size 1
@@ -393,8 +394,8 @@ def apply_degradation(img, params):
         out = convolve(out, kernel_for_op(op)).reshape(img.shape)
     # Resolution degradation: the blur already band-limits, the resize adds resampling artefacts.
     lh, lw = resized_shape(h, w, params['scale'])
-    out = resize_image(out, lw, lh, params['down_interpolation'])
-    out = np.clip(resize_image(out, w, h, params['up_interpolation']), 0.0, 1.0)
+    out = resize_interpolated(out, lw, lh, params['down_interpolation'])
+    out = np.clip(resize_interpolated(out, w, h, params['up_interpolation']), 0.0, 1.0)
     out = np.clip(add_noise(out, params['noise_sigma'], params['noise_seed']), 0.0, 1.0)
     if params.get('jpeg_quality') is not None:
         out = jpeg_compress(out, params['jpeg_quality'])
@@ -458,3 +459,18 @@ def count_configurations(cfg=None):
     docs/degradation.md). The order of magnitude, ≈1.74 × 10¹², is unchanged.
     """
     return count_breakdown(cfg)['total']
+
+
+def format_breakdown(b):
+    """``count_breakdown``'s result as the lines ``scripts/count_degradations.py`` prints."""
+    per_seq = ' + '.join(f'{s}: {n:,}' for s, n in b['per_sequence'].items())
+    per_n = ' + '.join(f'{n} layer(s): {c:,}' for n, c in b['per_num_layers'].items())
+    return '\n'.join([
+        f'per blur layer        {per_seq} = {b["per_layer"]:,}',
+        f'heavy blur            {per_n} = {b["blur"]:,}',
+        f'scale factors         {b["scales"]:,}',
+        f'noise levels          {b["noise_levels"]:,}',
+        f'interpolation pairs   {b["interpolations"]:,}',
+        f'JPEG options          {b["jpeg"]:,}',
+        f'total                 {b["total"]:,}',
+    ])

@@ -3,104 +3,41 @@
 ``SMFDFaceDataset`` turns a prepared CelebAMask-HQ layout (``scripts/prepare_celebamask_hq.py``) into training
 samples: read the sharp face and its 19-class label map, resize to ``gt_size``, augment both jointly (train
 phase), group 19 → K labels (§3.4.2), degrade the sharp face with the randomized pipeline of §3.4.1.
-``SMFDDegradedFolderDataset`` reads a fixed degraded test set written by ``scripts/degrade_testset.py``.
+The fixed degraded sets of ``scripts/degrade_testset.py`` are read by ``SMFDDegradedFolderDataset``
+(``smfd_data.degraded_dataset``).
 Options, conversions and layouts: ``docs/dataset.md``.
 """
-import io
 import json
 import os
 import os.path as osp
 
-import cv2
 import numpy as np
 import torch
-from basicsr.utils import FileClient, imfrombytes
+from basicsr.utils import FileClient
 from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data as data
 
-from smfd_data.augment import BT601, AugmentConfig, augment_pair
+from smfd_data.augment import AugmentConfig, augment_pair
 from smfd_data.degradation import DegradationConfig, apply_degradation, rng_for_sample, sample_degradation
 from smfd_data.face_labels import NUM_CELEBAMASK_CLASSES, flip_lut, group_names, grouping_lut
+from smfd_data.image_io import (
+    IMAGE_EXTENSIONS,
+    decode_image,
+    decode_labels,
+    list_images,
+    read_labels,
+    resize_image,
+    resize_labels,
+    rgb_to_gray,
+)
 from smfd_data.lmdb_io import lmdb_keys
 
-IMG_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
 MASK_ENCODINGS = ('onehot', 'label')
-_PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Reading and converting files (shared by both datasets and scripts/degrade_testset.py)
+# Reading and converting files (shared by both datasets and smfd_data.degraded_set)
 # ----------------------------------------------------------------------------------------------------------------
-def _check_complete(content, name):
-    """Catch truncated PNG/JPEG files, which OpenCV may decode silently into a partly grey image."""
-    if content is None or len(content) == 0:
-        raise ValueError(f'{name}: empty file')
-    if content.startswith(_PNG_SIGNATURE) and b'IEND' not in content[-16:]:
-        raise ValueError(f'{name}: truncated PNG (no IEND chunk at the end)')
-    if content.startswith(b'\xff\xd8') and b'\xff\xd9' not in content[-1024:]:
-        raise ValueError(f'{name}: truncated JPEG (no end-of-image marker)')
-
-
-def decode_image(content, name):
-    """Bytes → RGB float32 HWC in [0, 1].
-
-    Conversions: 8-bit /255, 16-bit /65535, float images clipped to [0, 1]; grayscale (and gray+alpha) is
-    replicated to 3 channels; the alpha channel of RGBA is dropped (not composited).
-    """
-    _check_complete(content, name)
-    img = imfrombytes(content, flag='unchanged', float32=False)
-    if img is None:
-        raise ValueError(f'{name}: cannot decode the image (unreadable or not an image file)')
-    if img.dtype == np.uint8:
-        img = img.astype(np.float32) / 255.0
-    elif img.dtype == np.uint16:
-        img = img.astype(np.float32) / 65535.0
-    elif img.dtype in (np.float32, np.float64):
-        img = np.clip(img.astype(np.float32), 0.0, 1.0)
-    else:
-        raise ValueError(f'{name}: unsupported image dtype {img.dtype} (expected 8/16-bit or float)')
-    if img.ndim == 2:
-        img = img[..., None]
-    channels = img.shape[2]
-    if channels in (1, 2):  # gray or gray + alpha
-        img = np.repeat(img[..., :1], 3, axis=2)
-    elif channels in (3, 4):  # BGR or BGRA (OpenCV order) → RGB, alpha dropped
-        img = img[..., 2::-1]
-    else:
-        raise ValueError(f'{name}: unsupported number of channels {channels}')
-    return np.ascontiguousarray(img)
-
-
-def decode_labels(content, name, num_classes):
-    """Bytes → uint8 HW label map with values in ``0..num_classes-1``.
-
-    Palette PNGs give their indices; colour (3/4-channel) maps are accepted only when all colour channels are
-    equal (a gray map saved as RGB). 16-bit maps are accepted when the values are in range.
-    """
-    _check_complete(content, name)
-    if content[:len(_PNG_SIGNATURE)] == _PNG_SIGNATURE and len(content) > 25 and content[25] == 3:
-        # PNG colour type 3 (palette): OpenCV would expand the palette to colours, the indices are the labels
-        from PIL import Image
-        labels = np.array(Image.open(io.BytesIO(content)))
-    else:
-        labels = imfrombytes(content, flag='unchanged', float32=False)
-    if labels is None:
-        raise ValueError(f'{name}: cannot decode the label map (unreadable or not an image file)')
-    if labels.ndim == 3:
-        colour = labels[..., :3]
-        if not (colour == colour[..., :1]).all():
-            raise ValueError(f'{name}: label map has {labels.shape[2]} channels with different values; expected a '
-                             'single-channel map of class indices (a colour-coded mask is not a label map)')
-        labels = colour[..., 0]
-    if labels.dtype not in (np.uint8, np.uint16):
-        raise ValueError(f'{name}: label map must be an 8- or 16-bit integer image, got {labels.dtype}')
-    top = int(labels.max()) if labels.size else 0
-    if top >= num_classes:
-        bad = np.unique(labels[labels >= num_classes])
-        raise ValueError(f'{name}: label values {bad[:10].tolist()} outside 0..{num_classes - 1}')
-    return np.ascontiguousarray(labels.astype(np.uint8))
-
-
 def read_meta_stems(meta_info_file):
     """Stems listed one per line (first whitespace-separated token; a trailing image extension is dropped, so
     BasicSR meta files like ``00001.png (512,512,3) 1`` work too). Blank lines and ``#`` comments are skipped."""
@@ -113,47 +50,10 @@ def read_meta_stems(meta_info_file):
             continue
         token = line.split()[0]
         root, ext = osp.splitext(token)
-        stems.append(root if ext.lower() in IMG_EXTENSIONS else token)
+        stems.append(root if ext.lower() in IMAGE_EXTENSIONS else token)
     if not stems:
         raise ValueError(f'{meta_info_file}: empty split (no stems listed)')
     return stems
-
-
-def list_images(folder):
-    """``{stem: file name}`` of the images in ``folder`` (a stem found with two extensions is an error)."""
-    if not osp.isdir(folder):
-        raise FileNotFoundError(f'{folder}: image folder does not exist')
-    found = {}
-    for name in sorted(os.listdir(folder)):
-        stem, ext = osp.splitext(name)
-        if ext.lower() not in IMG_EXTENSIONS:
-            continue
-        if stem in found:
-            raise ValueError(f'{folder}: two files for the stem {stem!r}: {found[stem]} and {name}')
-        found[stem] = name
-    return found
-
-
-def resize_image(img, size):
-    """Area interpolation when shrinking (no aliasing), bicubic when enlarging (clipped to [0, 1])."""
-    height, width = img.shape[:2]
-    if (height, width) == (size, size):
-        return img
-    shrink = size <= height and size <= width
-    img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
-    return img if shrink else np.clip(img, 0.0, 1.0)
-
-
-def resize_labels(labels, size):
-    """Nearest neighbour (pixel-centre exact) so that labels stay class indices."""
-    if labels.shape == (size, size):
-        return labels
-    return cv2.resize(labels, (size, size), interpolation=cv2.INTER_NEAREST_EXACT)
-
-
-def rgb_to_gray(img):
-    """HWC RGB → HW luma (ITU-R BT.601), the mask generator's input (§3.4.2)."""
-    return (img @ BT601).astype(np.float32)
 
 
 def parse_grouping(opt):
@@ -182,8 +82,7 @@ def read_pred_labels(mask_root_pred, stem, num_classes, shapes):
     path = osp.join(mask_root_pred, f'{stem}.png')
     if not osp.isfile(path):
         raise FileNotFoundError(f'{path}: predicted mask missing for image {stem!r} (mask_root_pred)')
-    with open(path, 'rb') as f:
-        labels = decode_labels(f.read(), path, num_classes)
+    labels = read_labels(path, num_classes)
     if labels.shape not in shapes:
         raise ValueError(f'{path}: predicted mask size {labels.shape} matches neither the image '
                          f'{" nor ".join(str(s) for s in shapes)}')
@@ -221,8 +120,14 @@ def lmdb_client(path, client_key, io_backend_opt=None):
     return client, client_key
 
 
-def pack_sample(lq, gt, labels, num_classes, mask_encoding, gray_lq, lq_path, gt_path, index, degradation):
-    """Numpy HWC RGB images + HW labels → the sample dict of design.md (CHW float tensors)."""
+def pack_sample(lq, gt, labels, num_classes, mask_encoding, gray_lq, lq_path, gt_path, index, degradation,
+                mask_source=None, degrade_on_device=False):
+    """Numpy HWC RGB images + HW labels → the sample dict of design.md (CHW float tensors).
+
+    The batch carries what the model needs to know about its data: ``degrade_on_device`` (``lq`` is still the
+    sharp face; the model degrades it with ``degradation``) and, when the dataset overrides the model's,
+    ``mask_source``.
+    """
     if gray_lq:
         lq = rgb_to_gray(lq)[None]
     else:
@@ -240,6 +145,8 @@ def pack_sample(lq, gt, labels, num_classes, mask_encoding, gray_lq, lq_path, gt
         'gt_path': gt_path,
         'index': index,
         'degradation': degradation,
+        'degrade_on_device': bool(degrade_on_device),
+        **({'mask_source': mask_source} if mask_source is not None else {}),
     }
 
 
@@ -321,7 +228,7 @@ class SMFDFaceDataset(data.Dataset):
             return stems
         stems = sorted(list_images(self.gt_root))
         if not stems:
-            raise ValueError(f'{self.gt_root}: empty split (no images with extensions {IMG_EXTENSIONS})')
+            raise ValueError(f'{self.gt_root}: empty split (no images with extensions {IMAGE_EXTENSIONS})')
         return stems
 
     def _index_disk_files(self):
@@ -361,7 +268,7 @@ class SMFDFaceDataset(data.Dataset):
         img = decode_image(content, gt_path)
         source_shape = img.shape[:2]
         if self.gt_size:
-            img = resize_image(img, self.gt_size)
+            img = resize_image(img, self.gt_size, self.gt_size)
         if self.mask_root_pred is not None:
             labels = read_pred_labels(self.mask_root_pred, self.stems[index], self.num_classes,
                                       (source_shape, img.shape[:2]))
@@ -372,7 +279,7 @@ class SMFDFaceDataset(data.Dataset):
                 raise ValueError(f'{mask_path}: label map size {labels.shape} differs from the image {gt_path} '
                                  f'size {source_shape}')
         if self.gt_size:
-            labels = resize_labels(labels, self.gt_size)
+            labels = resize_labels(labels, self.gt_size, self.gt_size)
         return img, labels, gt_path
 
     # ---- randomness -------------------------------------------------------------------------------------------
@@ -406,72 +313,7 @@ class SMFDFaceDataset(data.Dataset):
         # BasicSR names saved pictures osp.splitext(osp.basename(lq_path))[0]: make that the stem for lmdb too
         path = gt_path if self.backend == 'disk' else osp.join(self.gt_root, self.stems[index])
         return pack_sample(lq, img, labels, self.num_classes, self.mask_encoding, self.gray_lq, path, path, index,
-                           params_to_json(params))
-
-    def __len__(self):
-        return len(self.stems)
-
-
-@DATASET_REGISTRY.register()
-class SMFDDegradedFolderDataset(data.Dataset):
-    """A fixed degraded set written by ``scripts/degrade_testset.py`` (same sample keys as SMFDFaceDataset).
-
-    Layout: ``dataroot/lq/<stem>.png``, ``dataroot/gt/<stem>.png``, ``dataroot/labels/<stem>.png`` (group labels),
-    ``dataroot/params.json``. Options: ``dataroot``, ``meta_info_file`` (optional subset; default: every image of
-    params.json, in its order), ``mask_encoding``, ``gray_lq``, ``mask_root_pred``.
-    """
-
-    def __init__(self, opt):
-        super().__init__()
-        self.opt = opt
-        self.root = osp.expanduser(str(opt['dataroot']))
-        params_path = osp.join(self.root, 'params.json')
-        if not osp.isfile(params_path):
-            raise FileNotFoundError(f'{params_path}: not a degraded set (write one with scripts/degrade_testset.py)')
-        with open(params_path, 'r') as f:
-            meta = json.load(f)
-        self.num_classes = int(meta['num_classes'])
-        if opt.get('num_classes') is not None and int(opt['num_classes']) != self.num_classes:
-            raise ValueError(f'num_classes={opt["num_classes"]} but {params_path} was written with '
-                             f'{self.num_classes} classes')
-        self.records = {record['stem']: record for record in meta['images']}
-        if opt.get('meta_info_file') is not None:
-            self.stems = read_meta_stems(osp.expanduser(str(opt['meta_info_file'])))
-            missing = [s for s in self.stems if s not in self.records]
-            if missing:
-                raise FileNotFoundError(f'{params_path}: stems {missing[:5]} listed in {opt["meta_info_file"]} '
-                                        'are not in the degraded set')
-        else:
-            self.stems = [record['stem'] for record in meta['images']]
-        if not self.stems:
-            raise ValueError(f'{params_path}: empty split (no images)')
-        self.mask_encoding = check_mask_encoding(opt)
-        self.gray_lq = bool(opt.get('gray_lq', False))
-        self.mask_root_pred = opt.get('mask_root_pred')
-
-    def _read(self, folder, stem, labels=False):
-        path = osp.join(self.root, folder, f'{stem}.png')
-        if not osp.isfile(path):
-            raise FileNotFoundError(f'{path}: missing file of the degraded set')
-        with open(path, 'rb') as f:
-            content = f.read()
-        return (decode_labels(content, path, self.num_classes) if labels else decode_image(content, path)), path
-
-    def __getitem__(self, index):
-        stem = self.stems[index]
-        lq, lq_path = self._read('lq', stem)
-        gt, gt_path = self._read('gt', stem)
-        if lq.shape != gt.shape:
-            raise ValueError(f'{lq_path}: size {lq.shape[:2]} differs from {gt_path} size {gt.shape[:2]}')
-        if self.mask_root_pred is not None:
-            labels = read_pred_labels(self.mask_root_pred, stem, self.num_classes, (gt.shape[:2], ))
-        else:
-            labels, labels_path = self._read('labels', stem, labels=True)
-            if labels.shape != gt.shape[:2]:
-                raise ValueError(f'{labels_path}: size {labels.shape} differs from {gt_path} size {gt.shape[:2]}')
-        record = self.records[stem]
-        return pack_sample(lq, gt, labels, self.num_classes, self.mask_encoding, self.gray_lq, lq_path, gt_path,
-                           index, params_to_json(record['degradation']))
+                           params_to_json(params), self.opt.get('mask_source'), self.degrade_on_device)
 
     def __len__(self):
         return len(self.stems)

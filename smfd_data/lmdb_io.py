@@ -1,4 +1,4 @@
-"""File I/O of prepared face datasets: checked image reads, atomic image writes and BasicSR LMDBs.
+"""BasicSR LMDBs of prepared face datasets (image files themselves: ``smfd_data.image_io``).
 
 ``write_lmdb`` wraps BasicSR's ``make_lmdb_from_imgs`` to avoid two of its traps: it guesses the LMDB map
 size from the first image only (``MDB_MAP_FULL`` when images differ in size or compress differently) and it
@@ -12,47 +12,6 @@ import sys
 
 import cv2
 import numpy as np
-
-from smfd_data.atomic_io import atomic_write_bytes
-
-_PNG_END = b'IEND\xaeB`\x82'  # the last chunk every complete PNG ends with
-_JPEG_END = b'\xff\xd9'  # end-of-image marker
-_JPEG_SOS = b'\xff\xda'  # start-of-scan marker: the entropy-coded data follows
-
-
-def imread_checked(path, flags=cv2.IMREAD_UNCHANGED):
-    """Read an image with OpenCV; raise ``FileNotFoundError``/``ValueError`` naming the file on failure.
-
-    Truncated PNG/JPEG files (recognised by their signature, whatever the extension) are detected by their
-    missing end marker: OpenCV decodes a truncated JPEG without an error (the missing rows come back gray).
-    """
-    try:
-        with open(path, 'rb') as f:
-            data = f.read()
-    except FileNotFoundError:
-        raise FileNotFoundError(f'{path}: file not found') from None
-    except OSError as err:
-        raise ValueError(f'{path}: cannot read file ({err})') from err
-    if not data:
-        raise ValueError(f'{path}: empty file')
-    if data.startswith(b'\x89PNG') and data.rfind(_PNG_END) < 0:
-        raise ValueError(f'{path}: truncated or corrupt PNG (no IEND chunk)')
-    # a complete JPEG has its end-of-image marker after the last start-of-scan (trailing bytes may follow)
-    if data.startswith(b'\xff\xd8') and data.rfind(_JPEG_END) < data.rfind(_JPEG_SOS):
-        raise ValueError(f'{path}: truncated or corrupt JPEG (no end-of-image marker after the image data)')
-    img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags)
-    if img is None or img.size == 0:
-        raise ValueError(f'{path}: cannot decode image')
-    return img
-
-
-def imwrite_atomic(path, img, params=None):
-    """Encode an image with ``cv2.imencode`` (format from the extension) and write it atomically."""
-    ext = os.path.splitext(path)[1]
-    ok, buf = cv2.imencode(ext, img, [] if params is None else list(params))
-    if not ok:
-        raise ValueError(f'{path}: OpenCV could not encode an image of shape {img.shape} as {ext}')
-    atomic_write_bytes(path, buf.tobytes())
 
 
 def _decoded_nbytes(path):

@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from smfd_data.face_labels import CELEBAMASK_PARTS, merge_part_masks
-from smfd_data.lmdb_io import imwrite_atomic
+from smfd_data.image_io import imwrite_atomic
 
 _SHIFT = 4  # sub-pixel bits for cv2.fillPoly: small faces keep their shapes
 _SCALE = 1 << _SHIFT

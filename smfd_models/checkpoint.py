@@ -1,4 +1,6 @@
-"""Checkpoint files that survive a crash and never run code when read.
+"""Checkpoint and weight files: written so that they survive a crash, read without ever running code from
+them, and (for pretrained third-party weights) downloaded once into a cache folder with a clear error offline.
+This is the one weight loader of the project (training models, inference, ONNX export, benchmarks).
 
 BasicSR 1.4.2 writes `.pth`/`.state` files in place (a SIGKILL mid-write leaves a truncated file that
 `--auto_resume` then picks up) and reads them with `torch.load` without `weights_only`, which unpickles
@@ -15,7 +17,16 @@ import torch
 
 from smfd_data.atomic_io import atomic_write
 
-__all__ = ['atomic_torch_save', 'load_state_dict_safely', 'load_checkpoint_safely']
+__all__ = ['atomic_torch_save', 'load_state_dict_safely', 'load_checkpoint_safely', 'load_weights', 'cached_weights',
+           'WeightsUnavailable', 'CACHE_DIR']
+
+# Pretrained third-party weights (face detection/parsing, identity) go here, never into the current directory or
+# site-packages; SMFD_CACHE overrides it.
+CACHE_DIR = os.environ.get('SMFD_CACHE') or os.path.join('~', '.cache', 'smfd')
+
+
+class WeightsUnavailable(FileNotFoundError):
+    """Pretrained weights are not in the cache and could not be downloaded (offline machine)."""
 
 
 def atomic_torch_save(obj, path):
@@ -76,5 +87,54 @@ def load_state_dict_safely(path, param_key='params'):
             raise ValueError(f'{path}: entry {param_key!r} is a {type(ckpt).__name__}, not a state dict')
     state_dict = OrderedDict()
     for key, value in ckpt.items():
+        if not isinstance(key, str) or not torch.is_tensor(value):
+            raise ValueError(f'{path}: not a state dict (entry {key!r} holds a {type(value).__name__}, not a tensor)')
         state_dict[key[len('module.'):] if key.startswith('module.') else key] = value
     return state_dict
+
+
+def load_weights(net, path, param_key='auto', strict=True):
+    """Load a checkpoint into ``net`` (in place, returns it); errors name the file.
+
+    ``param_key``: 'auto' takes ``params_ema`` when the file has it (BasicSR's EMA copy), else ``params``, else
+    the file as a bare state dict; a string takes that entry; None the bare state dict. Non-finite weights are
+    refused (a network that blew up in training writes NaN images).
+    """
+    if param_key == 'auto':
+        ckpt = load_checkpoint_safely(path)
+        keys = ckpt.keys() if isinstance(ckpt, dict) else ()
+        param_key = next((k for k in ('params_ema', 'params') if k in keys), None)
+    state = load_state_dict_safely(path, param_key)
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise ValueError(f'{path}: the weights hold NaN or infinite values (e.g. {bad[0]}); the training that '
+                         'wrote them diverged')
+    try:
+        net.load_state_dict(state, strict=strict)
+    except RuntimeError as err:
+        raise ValueError(f'{path}: the weights do not fit {type(net).__name__} as configured (pass the option file '
+                         f'it was trained with): {str(err)[:800]}') from err
+    return net
+
+
+def cached_weights(url, cache_dir=None, subdir=''):
+    """Local path of the file at ``url`` in the cache (``CACHE_DIR``/``subdir``), downloaded on first use.
+
+    Offline without the file: WeightsUnavailable naming the URL and the path to copy the file to.
+    """
+    folder = os.path.join(os.path.expanduser(cache_dir or CACHE_DIR), subdir)
+    path = os.path.join(folder, os.path.basename(url))
+    if os.path.isfile(path):
+        return path
+    os.makedirs(folder, exist_ok=True)
+    tmp = path + '.part'
+    try:
+        torch.hub.download_url_to_file(url, tmp, progress=False)
+        os.replace(tmp, path)
+    except Exception as err:  # URLError, HTTPError, timeouts, SSL errors, ...
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise WeightsUnavailable(f'{path} does not exist and the download from {url} failed '
+                                 f'({type(err).__name__}: {err}). On a machine with internet, download that file and '
+                                 f'copy it to {path}.') from err
+    return path

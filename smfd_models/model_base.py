@@ -8,14 +8,14 @@ from os import path as osp
 import torch
 from basicsr.archs import build_network
 from basicsr.metrics import calculate_metric
-from basicsr.utils import get_root_logger, imwrite
+from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import master_only
 from tqdm import tqdm
 
 from smfd_data.atomic_io import atomic_write_json
+from smfd_data.image_io import imwrite_atomic, write_image
 from smfd_models.checkpoint import atomic_torch_save, load_state_dict_safely
 from smfd_models.protocol import SMFDEarlyStop, TrainingProtocol, parse_protocol_options
-from smfd_models.visualize import save_labels, save_rgb
 
 __all__ = ['SUPPORTED_OPTIMIZERS', 'SMFDTrainingMixin']
 
@@ -84,13 +84,11 @@ class SMFDTrainingMixin:
 
     # ------------------------------------------------------------------ data
     def degraded_input(self, data):
-        """`data['lq']` on the device, or, for a dataset with `degrade_on_device: true` (which hands over the
-        sharp face and the drawn parameters), the same §3.4.1 degradation applied here by
+        """`data['lq']` on the device; for samples of a dataset with `degrade_on_device: true` (which hands over
+        the sharp face, the drawn parameters and `degrade_on_device`), the same §3.4.1 degradation applied here by
         `smfd_data.degradation_torch.degrade_batch`."""
-        dataset_opt = getattr(self, '_val_dataset_opt', None)
-        if dataset_opt is None:
-            dataset_opt = (self.opt.get('datasets') or {}).get('train') or {}
-        if not dataset_opt.get('degrade_on_device'):
+        on_device = data.get('degrade_on_device')
+        if on_device is None or not bool(torch.as_tensor(on_device).any()):
             return data['lq'].to(self.device)
         from smfd_data.degradation_torch import degrade_batch
         return degrade_batch(data['gt'], list(data['degradation']), self.device)
@@ -234,8 +232,6 @@ class SMFDTrainingMixin:
         num_tb = int(val_opt.get('tb_images', 4)) if tb_logger is not None and isinstance(current_iter, int) else 0
         pbar = tqdm(total=len(dataloader), unit='image') if val_opt.get('pbar', False) else None
 
-        # feed_data / the mask source read this dataset's options (degrade_on_device, mask_source)
-        self._val_dataset_opt = dataloader.dataset.opt
         count = 0
         try:
             for idx, val_data in enumerate(dataloader):
@@ -259,7 +255,6 @@ class SMFDTrainingMixin:
                     pbar.update(1)
                     pbar.set_description(f'Test {img_name}')
         finally:
-            self._val_dataset_opt = None
             if pbar is not None:
                 pbar.close()
         if torch.cuda.is_available():
@@ -295,15 +290,15 @@ class SMFDTrainingMixin:
             suffix = self.opt['val'].get('suffix') or self.opt['name']
             folder, stem = osp.join(root, dataset_name), f'{img_name}_{suffix}'
             labels_dir = osp.join(folder, 'pred_masks')
-        if kind == 'output':
-            imwrite(image, osp.join(folder, f'{stem}.png'))
+        if kind == 'output':  # BGR, as BasicSR's SRModel writes it
+            imwrite_atomic(osp.join(folder, f'{stem}.png'), image)
         elif kind == 'compare':
             if self.opt['is_train']:
-                save_rgb(osp.join(folder, f'{stem}_compare.png'), image)
+                write_image(osp.join(folder, f'{stem}_compare.png'), image)
             else:
-                save_rgb(osp.join(folder, 'compare', f'{img_name}.png'), image)
+                write_image(osp.join(folder, 'compare', f'{img_name}.png'), image)
         elif kind == 'labels':
-            save_labels(osp.join(labels_dir, f'{img_name}.png'), image)
+            write_image(osp.join(labels_dir, f'{img_name}.png'), image)
         else:
             raise ValueError(f'unknown validation file kind {kind!r}')
 

@@ -8,8 +8,8 @@ The deblurring network gets the blurry image and a semantic mask (§3.3). `mask_
   from the blurry input; its softmax probabilities are the mask ("Ours with Generated Masks", Table 4.2);
 - `none`: no mask (`network_g.use_mask: false`), the "backbone without semantic mask branch" of Table 4.3.
 
-A val/test dataset may override it (`datasets.test_2.mask_source: generator`): one test run then gives both
-rows of Table 4.2.
+A val/test dataset may override it (`datasets.test_2.mask_source: generator`): the dataset puts its source into
+each sample, so one test run gives both rows of Table 4.2 (see smfd_models.mask_source).
 
 Loss: MSE (§3.4.6.4) unless `train.pixel_opt` says otherwise. Validation metrics get `img`, `img2` (uint8 BGR
 as in SRModel) and `mask` (HW uint8 group labels of the dataset, for the region metrics); pictures are
@@ -23,46 +23,11 @@ from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger, tensor2img
 from basicsr.utils.registry import MODEL_REGISTRY
 
+from smfd_models.mask_source import check_mask_source
 from smfd_models.model_base import SMFDTrainingMixin
-from smfd_models.option_check import MASK_SOURCES
 from smfd_models.visualize import labels_to_rgb, mask_to_labels, side_by_side, tensor_to_rgb
 
 DEFAULT_PIXEL_OPT = {'type': 'MSELoss', 'loss_weight': 1.0, 'reduction': 'mean'}  # §3.4.6.4
-
-
-def _check_one_source(source, use_mask, where):
-    if source not in MASK_SOURCES:
-        raise ValueError(f'{where} {source!r} is not valid; valid values: {", ".join(MASK_SOURCES)}')
-    if source == 'none' and use_mask:
-        raise ValueError(f'{where}: none needs network_g.use_mask: false (with use_mask the mask branch of '
-                         'SMFDUNet would get no mask)')
-    if source != 'none' and not use_mask:
-        raise ValueError(f'network_g.use_mask is false, so the {source!r} mask of {where} would be ignored; set '
-                         'mask_source: none')
-
-
-def check_mask_source(opt):
-    """Validate `mask_source` (and per-dataset overrides `datasets.<phase>.mask_source`, e.g. one test set with
-    GT masks and one with generated masks) against `network_g.use_mask`; returns the model's mask source."""
-    source = opt.get('mask_source', 'gt')
-    use_mask = opt['network_g'].get('use_mask', True)
-    _check_one_source(source, use_mask, 'mask_source')
-    sources = {source}
-    for phase, dataset_opt in (opt.get('datasets') or {}).items():
-        if isinstance(dataset_opt, dict) and 'mask_source' in dataset_opt:
-            _check_one_source(dataset_opt['mask_source'], use_mask, f'datasets.{phase}.mask_source')
-            sources.add(dataset_opt['mask_source'])
-    if 'generator' in sources:
-        if not opt.get('network_mask'):
-            raise ValueError('mask_source: generator needs network_mask (e.g. {type: MaskGenerator, ...})')
-        if not opt['path'].get('pretrain_network_mask'):
-            raise ValueError('mask_source: generator needs path.pretrain_network_mask (weights trained with '
-                             'options/train_mask_generator.yml)')
-        k_mask = opt['network_mask'].get('num_classes', 5)
-        k_g = opt['network_g'].get('num_mask_classes', 5)
-        if k_mask != k_g:
-            raise ValueError(f'network_mask.num_classes ({k_mask}) differs from network_g.num_mask_classes ({k_g})')
-    return source, sources
 
 
 @MODEL_REGISTRY.register()
@@ -70,7 +35,7 @@ class SMFDModel(SMFDTrainingMixin, SRModel):
     """SRModel for SMFD-UNet: dual input (blurry image, semantic mask), §3.4.5, trained as in §3.4.6."""
 
     default_protocol_metric = 'ssim'  # §3.4.6.3: plateau / early stop / checkpointing on validation SSIM
-    _batch_attrs = ('lq', 'gt', 'output', 'mask_gt', 'mask_in')
+    _batch_attrs = ('lq', 'gt', 'output', 'mask_gt', 'mask_in', 'batch_mask_source')
 
     def __init__(self, opt):
         self.mask_source, mask_sources = check_mask_source(opt)
@@ -109,10 +74,12 @@ class SMFDModel(SMFDTrainingMixin, SRModel):
             self.gt = data['gt'].to(self.device)
         if 'mask' in data:
             self.mask_gt = data['mask'].to(self.device)
+        # a dataset's own mask_source (e.g. a test set evaluated with generated masks) overrides the model's
+        self.batch_mask_source = data['mask_source'][0] if data.get('mask_source') else self.mask_source
 
     def _mask_for_net(self):
         """The mask SMFD-UNet gets for the current batch (None for `mask_source: none`)."""
-        source = (getattr(self, '_val_dataset_opt', None) or {}).get('mask_source', self.mask_source)
+        source = getattr(self, 'batch_mask_source', self.mask_source)
         if source == 'none':
             return None
         if source == 'gt':

@@ -22,7 +22,7 @@ ALL_NAMES = sorted(n for names in REGISTERED.values() for n in names)
 def test_pth_file_is_installed_in_site_packages():
     pth = os.path.join(sysconfig.get_paths()['purelib'], 'smfd_autoload.pth')
     assert os.path.isfile(pth), 'pip install did not put smfd_autoload.pth into site-packages'
-    assert open(pth).read().strip() == 'import smfd_autoload; smfd_autoload.install()'
+    assert open(pth).read().strip() == 'import smfd_basicsr.autoload; smfd_basicsr.autoload.install()'
 
 
 def test_plain_import_basicsr_registers_every_smfd_name(tmp_path):
@@ -38,21 +38,22 @@ def test_disable_env_var_leaves_basicsr_alone(tmp_path):
     failed = run_python(['-c', 'import basicsr'], cwd=tmp_path, env={'SMFD_NO_AUTOLOAD': '1'}, check=False)
     assert failed.returncode != 0 and 'functional_tensor' in failed.stderr
     # ... and once prepared by hand, none of SMFD's names are registered.
-    code = 'import smfd_autoload; smfd_autoload.prepare_basicsr(); import basicsr; ' + PRINT_REGISTERED
+    code = 'import smfd_basicsr; smfd_basicsr.prepare_basicsr(); import basicsr; ' + PRINT_REGISTERED
     out = run_python(['-c', code], cwd=tmp_path, env={'SMFD_NO_AUTOLOAD': '1'}).stdout.strip()
     assert out == '[]'
 
 
 def test_interpreter_start_imports_neither_torch_nor_basicsr(tmp_path):
-    code = "import sys; print('smfd_autoload' in sys.modules, 'torch' in sys.modules, 'basicsr' in sys.modules)"
+    code = ("import sys; print('smfd_basicsr.autoload' in sys.modules, 'torch' in sys.modules, "
+            "'basicsr' in sys.modules)")
     assert run_python(['-c', code], cwd=tmp_path).stdout.split() == ['True', 'False', 'False']
 
 
 def test_hook_fires_once_and_only_for_basicsr(tmp_path):
-    code = ('import sys, json, smfd_autoload; '
-            'before = sum(isinstance(f, smfd_autoload._BasicSRFinder) for f in sys.meta_path); '
-            'import json.decoder; mid = sum(isinstance(f, smfd_autoload._BasicSRFinder) for f in sys.meta_path); '
-            'import basicsr; after = sum(isinstance(f, smfd_autoload._BasicSRFinder) for f in sys.meta_path); '
+    code = ('import sys, json; from smfd_basicsr import autoload; '
+            'before = sum(isinstance(f, autoload._BasicSRFinder) for f in sys.meta_path); '
+            'import json.decoder; mid = sum(isinstance(f, autoload._BasicSRFinder) for f in sys.meta_path); '
+            'import basicsr; after = sum(isinstance(f, autoload._BasicSRFinder) for f in sys.meta_path); '
             'print(before, mid, after)')
     assert run_python(['-c', code], cwd=tmp_path).stdout.split() == ['1', '1', '0']
 
@@ -74,7 +75,7 @@ def test_tensorboard_module_has_exactly_one_distribution(tmp_path):
 
 
 def test_project_root_redirects_only_site_packages(tmp_path, monkeypatch):
-    from smfd_models.basicsr_patches import _Options, project_root
+    from smfd_basicsr.patches import _Options, project_root
     monkeypatch.chdir(tmp_path)
     assert project_root('/usr/lib/python3/dist-packages') == str(tmp_path)
     assert project_root(os.path.join(sysconfig.get_paths()['purelib'])) == str(tmp_path)
@@ -85,7 +86,7 @@ def test_project_root_redirects_only_site_packages(tmp_path, monkeypatch):
 
 
 def test_latest_training_state_ignores_foreign_files(tmp_path):
-    from smfd_models.basicsr_patches import latest_training_state
+    from smfd_basicsr.patches import latest_training_state
     assert latest_training_state(tmp_path / 'missing') is None
     for name in ('10.state', '200.state', '30.state', '999.state.tmp', 'notes.txt'):
         (tmp_path / name).write_bytes(b'x')
@@ -98,7 +99,7 @@ def test_latest_training_state_ignores_foreign_files(tmp_path):
     ('model_type', 'SMFDModle', "option 'model_type': unknown model 'SMFDModle'. Did you mean SMFDModel"),
 ])
 def test_option_check_names_key_and_valid_values(key, value, expected):
-    from smfd_models.option_check import OptionError, validate_options
+    from smfd_basicsr.options import OptionError, validate_options
     opt = {'model_type': 'SMFDModel', 'network_g': {'type': 'SMFDUNet'}, 'datasets': {}}
     opt[key] = value
     with pytest.raises(OptionError) as info:
@@ -107,7 +108,7 @@ def test_option_check_names_key_and_valid_values(key, value, expected):
 
 
 def test_option_check_missing_dataset_path(tmp_path):
-    from smfd_models.option_check import OptionError, validate_options
+    from smfd_basicsr.options import OptionError, validate_options
     missing = str(tmp_path / 'nowhere')
     opt = {'model_type': 'SMFDModel', 'datasets': {'train': {'type': 'SMFDFaceDataset', 'dataroot_gt': missing}}}
     with pytest.raises(OptionError, match=f"option 'datasets.train.dataroot_gt': path '{missing}' does not exist"):

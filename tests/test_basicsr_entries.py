@@ -86,7 +86,7 @@ def test_stock_train_and_test_entries_write_under_cwd(paired, entry):
 
 def test_project_entry_rejects_unknown_arch_before_training(paired):
     opt = train_options(paired / 'data', 'bad_arch', network_g={'type': 'SMFDUnet'})
-    result = run_python(['-m', 'smfd_models.train', '-opt', write_yaml(paired / 'bad.yml', opt)], cwd=paired,
+    result = run_python(['-m', 'smfd_basicsr.train', '-opt', write_yaml(paired / 'bad.yml', opt)], cwd=paired,
                         check=False)
     assert result.returncode != 0
     assert "option 'network_g.type': unknown arch 'SMFDUnet'. Did you mean SMFDUNet" in result.stderr
@@ -96,7 +96,7 @@ def test_project_entry_rejects_unknown_arch_before_training(paired):
 def test_sigkill_then_auto_resume_on_cpu(paired):
     opt_file = write_yaml(paired / 'train.yml', train_options(paired / 'data', 'resume', total_iter=400, save_every=2))
     env = dict(os.environ, OMP_NUM_THREADS='1')
-    proc = subprocess.Popen([sys.executable, '-m', 'smfd_models.train', '-opt', opt_file], cwd=paired, env=env,
+    proc = subprocess.Popen([sys.executable, '-m', 'smfd_basicsr.train', '-opt', opt_file], cwd=paired, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     states = paired / 'experiments' / 'resume' / 'training_states'
     deadline = time.time() + 240
@@ -118,8 +118,8 @@ def test_sigkill_then_auto_resume_on_cpu(paired):
 
 DDP_DRIVER = '''
 import os, sys, torch, torch.distributed as dist
-import smfd_autoload
-smfd_autoload.register()
+from smfd_basicsr import register
+register()
 import basicsr.train as entry
 built = {}
 stock_build_model = entry.build_model

@@ -7,14 +7,11 @@ import argparse
 import json
 import math
 import os
-import sys
 
 import pytest
 
+from smfd_eval import timing as bench_common  # noqa: E402
 from tests.helpers import REPO, run_python
-
-sys.path.insert(0, os.path.join(REPO, 'scripts'))
-import bench_common  # noqa: E402
 
 
 # ------------------------------------------------------------------------------------------------ bench_common
@@ -62,7 +59,8 @@ def test_count_macs_of_a_conv_by_hand():
 
 
 def test_plain_unet_matches_parameter_count():
-    from smfd_models.reference_archs import PlainUNet, count_parameters, plain_unet_like
+    from smfd_arch.blocks import count_parameters
+    from smfd_eval.reference_archs import PlainUNet, plain_unet_like
     counts = {b: count_parameters(PlainUNet(base_width=b)) for b in (11, 12, 13)}
     assert counts[11] < counts[12] < counts[13]
     net = plain_unet_like(counts[12] + 10)

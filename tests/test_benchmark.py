@@ -1,8 +1,7 @@
-"""scripts/benchmark.py and smfd_models.restoration_baselines on a tiny degraded test set made here."""
+"""smfd_eval.benchmark (scripts/benchmark.py) and smfd_eval.richardson_lucy on a tiny degraded test set made here."""
 import csv
 import json
 import os
-import sys
 
 import cv2
 import numpy as np
@@ -10,19 +9,18 @@ import pytest
 import torch
 import yaml
 
-import smfd_autoload
+from smfd_basicsr import register
 
-smfd_autoload.register()
+register()
 
 from smfd_data.degradation import apply_degradation, convolve, kernel_for_op  # noqa: E402
 from smfd_data.face_labels import group_labels  # noqa: E402
 from smfd_data.synthetic_faces import generate_face  # noqa: E402
+from smfd_eval import benchmark  # noqa: E402
+from smfd_eval.methods import parse_spec  # noqa: E402
+from smfd_eval.richardson_lucy import blur_kernels_from_params, richardson_lucy  # noqa: E402
 from smfd_models.checkpoint import atomic_torch_save  # noqa: E402
-from smfd_models.restoration_baselines import blur_kernels_from_params, richardson_lucy  # noqa: E402
 from tests.test_deblur import MASK_TINY, SMFD_TINY, make_tiny_experiment  # noqa: E402
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'scripts'))
-import benchmark  # noqa: E402
 
 SIZE = 48
 NOISE_FREE_BLUR = {  # one motion layer, no resize (scale 1), no noise: the setting where RL must help
@@ -79,11 +77,11 @@ def test_richardson_lucy_with_the_true_kernels():
 
 
 def test_parse_spec():
-    assert benchmark.parse_spec('a=b.pth,mask=gt', '--smfd') == ('a', 'b.pth', {'mask': 'gt'})
+    assert parse_spec('a=b.pth,mask=gt', '--smfd') == ('a', 'b.pth', {'mask': 'gt'})
     with pytest.raises(ValueError, match='NAME='):
-        benchmark.parse_spec('nothing', '--smfd')
+        parse_spec('nothing', '--smfd')
     with pytest.raises(ValueError, match='key=value'):
-        benchmark.parse_spec('a=b,oops', '--smfd')
+        parse_spec('a=b,oops', '--smfd')
 
 
 @pytest.fixture(scope='module')
@@ -178,8 +176,8 @@ def test_benchmark_usage_errors(setup, capsys):
 # ---------------------------------------------------------------------------------------------------------------
 # scripts/cross_validate.py and scripts/run_ablations.py (Tables 4.4 and 4.3)
 # ---------------------------------------------------------------------------------------------------------------
-import cross_validate  # noqa: E402
-import run_ablations  # noqa: E402
+from smfd_eval import ablations as run_ablations  # noqa: E402
+from smfd_eval import cross_validation as cross_validate  # noqa: E402
 
 TABLE_4_4 = [(24.4046, 0.7061), (24.1845, 0.6950), (24.7568, 0.7122), (24.2840, 0.7027), (24.7137, 0.7105)]
 

@@ -1,4 +1,4 @@
-"""The deblur command (smfd_models.inference): weights discovery, bad inputs, batching, --detect wiring, ONNX.
+"""The deblur command (smfd_inference.deblur): weights discovery, bad inputs, batching, --detect wiring, ONNX.
 
 Networks are tiny and randomly initialised: these tests check the plumbing (which files, which sizes, which exit
 codes, identical numbers through every path), not restoration quality.
@@ -12,12 +12,15 @@ import pytest
 import torch
 import yaml
 
-import smfd_autoload
+from smfd_basicsr import register
 
-smfd_autoload.register()
+register()
 
-from smfd_models import inference  # noqa: E402
-from smfd_models.checkpoint import atomic_torch_save  # noqa: E402
+from smfd_data.image_io import read_image, resize_image, to_uint8  # noqa: E402
+from smfd_inference import deblur, face_helper  # noqa: E402
+from smfd_inference.loading import load_cascade  # noqa: E402
+from smfd_inference.restorer import images_to_batch, restore_in_the_wild  # noqa: E402
+from smfd_models.checkpoint import WeightsUnavailable, atomic_torch_save  # noqa: E402
 
 SIZE = 32
 SMFD_TINY = dict(type='SMFDUNet', encoder_widths=[4, 8], bottleneck_width=8, decoder_widths=[8, 4], final_width=4,
@@ -75,7 +78,7 @@ def _write_inputs(folder):
 
 def test_no_weights_exits_2_with_instructions(tmp_path, capsys):
     cv2.imwrite(str(tmp_path / 'x.png'), _rgb(SIZE, SIZE))
-    code = inference.main(['-i', str(tmp_path / 'x.png'), '-o', str(tmp_path / 'out'), '--experiments-dir',
+    code = deblur.main(['-i', str(tmp_path / 'x.png'), '-o', str(tmp_path / 'out'), '--experiments-dir',
                            str(tmp_path / 'nothing'), '--device', 'cpu'])
     err = capsys.readouterr().err
     assert code == 2
@@ -86,28 +89,28 @@ def test_no_weights_exits_2_with_instructions(tmp_path, capsys):
 def test_read_image_conversions(tmp_path):
     folder = str(tmp_path / 'in')
     _write_inputs(folder)
-    gray = inference.read_image(os.path.join(folder, 'b_gray.png'))
+    gray = read_image(os.path.join(folder, 'b_gray.png'))
     assert gray.shape == (SIZE, SIZE, 3) and np.array_equal(gray[..., 0], gray[..., 2])
-    rgba = inference.read_image(os.path.join(folder, 'c_rgba.png'))
+    rgba = read_image(os.path.join(folder, 'c_rgba.png'))
     assert rgba.shape == (SIZE, SIZE, 3)
     np.testing.assert_allclose(rgba, _rgb(SIZE, SIZE, 2)[..., ::-1] / 255.0, atol=1e-6)  # alpha dropped, BGR → RGB
-    deep = inference.read_image(os.path.join(folder, 'd_16bit.png'))
+    deep = read_image(os.path.join(folder, 'd_16bit.png'))
     np.testing.assert_allclose(deep, _rgb(24, 24, 3)[..., ::-1] / 255.0, atol=1e-6)  # 16-bit scaled to [0, 1]
     with pytest.raises(ValueError, match='empty file'):
-        inference.read_image(os.path.join(folder, 'e_empty.png'))
+        read_image(os.path.join(folder, 'e_empty.png'))
     with pytest.raises(ValueError, match='f_text.jpg'):
-        inference.read_image(os.path.join(folder, 'f_text.jpg'))
+        read_image(os.path.join(folder, 'f_text.jpg'))
     with pytest.raises(ValueError, match='max-pixels'):
-        inference.read_image(os.path.join(folder, 'g_huge.png'), max_pixels=5000)
+        read_image(os.path.join(folder, 'g_huge.png'), max_pixels=5000)
 
 
 def test_collect_inputs(tmp_path):
     folder = str(tmp_path / 'in')
     _write_inputs(folder)
-    assert len(inference.collect_inputs(folder)) == 7
-    assert [os.path.basename(p) for p in inference.collect_inputs(os.path.join(folder, '*_rgb.*'))] == ['a_rgb.png']
+    assert len(deblur.collect_inputs(folder)) == 7
+    assert [os.path.basename(p) for p in deblur.collect_inputs(os.path.join(folder, '*_rgb.*'))] == ['a_rgb.png']
     with pytest.raises(FileNotFoundError, match='no file matches'):
-        inference.collect_inputs(os.path.join(folder, 'zzz*'))
+        deblur.collect_inputs(os.path.join(folder, 'zzz*'))
 
 
 def test_aligned_mode_outputs_bad_inputs_and_batching(tmp_path, experiments, capsys):
@@ -116,7 +119,7 @@ def test_aligned_mode_outputs_bad_inputs_and_batching(tmp_path, experiments, cap
     _write_inputs(folder)
     out1, out3 = str(tmp_path / 'out1'), str(tmp_path / 'out3')
     common = ['-i', folder, '--experiments-dir', root, '--device', 'cpu', '--max-pixels', '5000']
-    code = inference.main(common + ['-o', out3, '--batch', '3', '--save-mask', '--side-by-side'])
+    code = deblur.main(common + ['-o', out3, '--batch', '3', '--save-mask', '--side-by-side'])
     err = capsys.readouterr().err
     assert code == 1  # some inputs failed, the rest was written
     assert smfd_ckpt in err and mask_ckpt in err  # says which weights it found
@@ -133,17 +136,17 @@ def test_aligned_mode_outputs_bad_inputs_and_batching(tmp_path, experiments, cap
     assert cv2.imread(os.path.join(out3, 'side_by_side', 'a_rgb.png')).shape == (40, 3 * 30 + 2 * 2, 3)
 
     # the same numbers as running the cascade by hand: resize to the model size, forward, resize back
-    cascade, info = inference.load_cascade(smfd_ckpt, mask_ckpt, device='cpu')
+    cascade, info = load_cascade(smfd_ckpt, mask_ckpt, device='cpu')
     assert info['size'] == SIZE
-    img = inference.read_image(os.path.join(folder, 'a_rgb.png'))
+    img = read_image(os.path.join(folder, 'a_rgb.png'))
     with torch.no_grad():
-        out, _ = cascade(inference.images_to_batch([inference.resize_to(img, SIZE, SIZE)], 'cpu'))
-    expected = inference.to_uint8(inference.resize_to(out[0].permute(1, 2, 0).numpy(), 40, 30))
+        out, _ = cascade.restore(images_to_batch([resize_image(img, SIZE, SIZE)], 'cpu'))
+    expected = to_uint8(resize_image(out[0].permute(1, 2, 0).numpy(), 40, 30))
     got = cv2.cvtColor(a, cv2.COLOR_BGR2RGB)
     assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1
 
     # batch size does not change results (eval-mode BN, per-image post-processing)
-    assert inference.main(common + ['-o', out1, '--batch', '1']) == 1
+    assert deblur.main(common + ['-o', out1, '--batch', '1']) == 1
     capsys.readouterr()
     for name in ('a_rgb.png', 'b_gray.png', 'c_rgba.png', 'd_16bit.png'):
         x, y = cv2.imread(os.path.join(out1, name)), cv2.imread(os.path.join(out3, name))
@@ -156,11 +159,11 @@ def test_explicit_weights_need_an_option_file(tmp_path, experiments, capsys):
     with open(smfd_ckpt, 'rb') as src, open(lone, 'wb') as dst:
         dst.write(src.read())
     cv2.imwrite(str(tmp_path / 'x.png'), _rgb(SIZE, SIZE))
-    code = inference.main(['-i', str(tmp_path / 'x.png'), '-o', str(tmp_path / 'o'), '--weights', lone,
+    code = deblur.main(['-i', str(tmp_path / 'x.png'), '-o', str(tmp_path / 'o'), '--weights', lone,
                            '--mask-weights', mask_ckpt, '--device', 'cpu'])
     assert code == 2 and '--opt' in capsys.readouterr().err
     opt = os.path.join(os.path.dirname(os.path.dirname(smfd_ckpt)), 'demo_smfd.yml')
-    code = inference.main(['-i', str(tmp_path / 'x.png'), '-o', str(tmp_path / 'o'), '--weights', lone, '--opt', opt,
+    code = deblur.main(['-i', str(tmp_path / 'x.png'), '-o', str(tmp_path / 'o'), '--weights', lone, '--opt', opt,
                            '--mask-weights', mask_ckpt, '--device', 'cpu'])
     assert code == 0 and os.path.isfile(tmp_path / 'o' / 'x.png')
 
@@ -168,19 +171,19 @@ def test_explicit_weights_need_an_option_file(tmp_path, experiments, capsys):
 def test_detector_wiring_with_random_retinaface(experiments):
     root, smfd_ckpt, mask_ckpt = experiments
     torch.manual_seed(0)
-    detector = inference.build_face_detector('retinaface_mobile0.25', pretrained=False, device='cpu')
+    detector = face_helper.build_face_detector('retinaface_mobile0.25', pretrained=False, device='cpu')
     img = _rgb(48, 64, 5).astype(np.float32) / 255.0
-    faces = inference.detect_faces(detector, img, det_size=128, threshold=0.0)
+    faces = face_helper.detect_faces(detector, img, det_size=128, threshold=0.0)
     assert faces, 'a random detector with threshold 0 keeps boxes after NMS'
     box, score, landmarks = faces[0]
     assert box.shape == (4, ) and landmarks.shape == (5, 2) and 0.0 <= score <= 1.0
     # coordinates are mapped back from the 128-px detection copy to the 64-px image
     big = cv2.resize(img, (128, 96), interpolation=cv2.INTER_LINEAR)
-    raw = detector.detect_faces(inference.to_uint8(big)[..., ::-1].copy(), conf_threshold=0.0)
+    raw = detector.detect_faces(to_uint8(big)[..., ::-1].copy(), conf_threshold=0.0)
     np.testing.assert_allclose(landmarks, raw[0, 5:15].reshape(5, 2) / 2.0, rtol=1e-5, atol=1e-4)
 
-    cascade, _ = inference.load_cascade(smfd_ckpt, mask_ckpt, device='cpu')
-    out, details = inference.restore_in_the_wild(cascade, img, detector, SIZE, det_size=128, threshold=0.0,
+    cascade, _ = load_cascade(smfd_ckpt, mask_ckpt, device='cpu')
+    out, details = restore_in_the_wild(cascade, img, detector, SIZE, det_size=128, threshold=0.0,
                                                  only_center_face=True)
     assert out.shape == img.shape and len(details) == 1  # --only-center-face
     assert details[0]['crop'].shape == (SIZE, SIZE, 3) and details[0]['labels'].shape == (SIZE, SIZE)
@@ -193,13 +196,13 @@ def test_detector_offline_error_names_the_cache(tmp_path, monkeypatch, experimen
 
     monkeypatch.setattr(torch.hub, 'download_url_to_file', offline)
     weights_dir = str(tmp_path / 'cache')
-    with pytest.raises(inference.InferenceError) as info:
-        inference.build_face_detector('retinaface_mobile0.25', weights_dir=weights_dir)
+    with pytest.raises(WeightsUnavailable) as info:
+        face_helper.build_face_detector('retinaface_mobile0.25', weights_dir=weights_dir)
     message = str(info.value)
     assert os.path.join(weights_dir, 'detection_mobilenet0.25_Final.pth') in message
-    assert 'download' in message and inference.DETECTOR_URLS['retinaface_mobile0.25'] in message
+    assert 'download' in message and face_helper.DETECTOR_URLS['retinaface_mobile0.25'] in message
     cv2.imwrite(str(tmp_path / 'x.png'), _rgb(SIZE, SIZE))
-    code = inference.main(['-i', str(tmp_path / 'x.png'), '-o', str(tmp_path / 'o'), '--experiments-dir',
+    code = deblur.main(['-i', str(tmp_path / 'x.png'), '-o', str(tmp_path / 'o'), '--experiments-dir',
                            experiments[0], '--detect', '--detector', 'retinaface_mobile0.25', '--weights-dir',
                            weights_dir, '--device', 'cpu'])
     assert code == 2 and weights_dir in capsys.readouterr().err
@@ -208,22 +211,22 @@ def test_detector_offline_error_names_the_cache(tmp_path, monkeypatch, experimen
 
 def test_onnx_path_matches_pytorch(tmp_path, experiments):
     pytest.importorskip('onnxruntime')
-    from smfd_models.onnx_export import export_network
+    from smfd_inference.onnx import export_network
     _, smfd_ckpt, mask_ckpt = experiments
-    cascade, _ = inference.load_cascade(smfd_ckpt, mask_ckpt, device='cpu')
+    cascade, _ = load_cascade(smfd_ckpt, mask_ckpt, device='cpu')
     unet_path, mask_path = str(tmp_path / 'smfd_unet.onnx'), str(tmp_path / 'mask_generator.onnx')
     export_network(cascade.smfd, unet_path, 'unet', size=SIZE, dynamic_hw=False)
     export_network(cascade.mask_generator, mask_path, 'mask_generator', size=SIZE, dynamic_hw=False)
     folder = tmp_path / 'in'
     folder.mkdir()
     cv2.imwrite(str(folder / 'x.png'), _rgb(SIZE, SIZE, 9))
-    assert inference.main(['-i', str(folder), '-o', str(tmp_path / 'onnx'), '--onnx', unet_path, '--mask-onnx',
+    assert deblur.main(['-i', str(folder), '-o', str(tmp_path / 'onnx'), '--onnx', unet_path, '--mask-onnx',
                            mask_path, '--save-mask']) == 0
-    x = inference.images_to_batch([inference.read_image(str(folder / 'x.png'))], 'cpu')
+    x = images_to_batch([read_image(str(folder / 'x.png'))], 'cpu')
     with torch.no_grad():
-        expected, labels = cascade(x)
+        expected, labels = cascade.restore(x)
     got = cv2.cvtColor(cv2.imread(str(tmp_path / 'onnx' / 'x.png')), cv2.COLOR_BGR2RGB)
-    assert np.abs(got.astype(int) - inference.to_uint8(expected[0].permute(1, 2, 0).numpy()).astype(int)).max() <= 1
+    assert np.abs(got.astype(int) - to_uint8(expected[0].permute(1, 2, 0).numpy()).astype(int)).max() <= 1
     got_labels = cv2.imread(str(tmp_path / 'onnx' / 'labels' / 'x.png'), cv2.IMREAD_UNCHANGED)
     assert (got_labels == labels[0].numpy()).mean() > 0.99
 
@@ -237,7 +240,7 @@ def test_detect_mode_cli_with_placed_weights(tmp_path, experiments, capsys):
     atomic_torch_save(random_detector.state_dict(), str(weights_dir / 'detection_mobilenet0.25_Final.pth'))
     photo = _rgb(48, 64, 5)
     cv2.imwrite(str(tmp_path / 'photo.png'), photo)
-    code = inference.main(['-i', str(tmp_path / 'photo.png'), '-o', str(tmp_path / 'o'), '--experiments-dir',
+    code = deblur.main(['-i', str(tmp_path / 'photo.png'), '-o', str(tmp_path / 'o'), '--experiments-dir',
                            experiments[0], '--detect', '--detector', 'retinaface_mobile0.25', '--weights-dir',
                            str(weights_dir), '--det-threshold', '0', '--only-center-face', '--det-size', '128',
                            '--device', 'cpu', '--save-mask', '--side-by-side'])

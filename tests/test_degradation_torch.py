@@ -12,7 +12,7 @@ from smfd_data.degradation import (
     blur_ops,
     convolve,
     kernel_for_op,
-    resize_image,
+    resize_interpolated,
     resized_shape,
     rng_for_sample,
     sample_degradation,
@@ -78,7 +78,7 @@ def test_resize_matches_cv2(down, up, scale):
     imgs = _batch(1, 37, 30)
     p = {'scale': scale, 'down_interpolation': down, 'up_interpolation': up}
     lh, lw = resized_shape(37, 30, scale)
-    expected = resize_image(resize_image(imgs[0], lw, lh, down), 30, 37, up)
+    expected = resize_interpolated(resize_interpolated(imgs[0], lw, lh, down), 30, 37, up)
     got = _to_numpy(resize_batch(_to_torch(imgs), [p]))[0]
     np.testing.assert_allclose(got, expected, atol=ATOL, rtol=0)
 

@@ -1,6 +1,6 @@
-"""scripts/degrade_testset.py writes a seeded, byte-reproducible degraded set; SMFDDegradedFolderDataset reads it."""
+"""scripts/degrade_testset.py (smfd_data.degraded_dataset) writes a seeded, byte-reproducible degraded set;
+SMFDDegradedFolderDataset reads it."""
 import filecmp
-import importlib.util
 import json
 import os
 
@@ -9,20 +9,18 @@ import numpy as np
 import pytest
 import torch
 
-import smfd_autoload
+from smfd_basicsr import prepare_basicsr
 
-smfd_autoload.prepare_basicsr()
+prepare_basicsr()
 
 from smfd_data.degradation import blur_ops, kernel_for_op  # noqa: E402
-from smfd_data.face_dataset import SMFDDegradedFolderDataset, SMFDFaceDataset  # noqa: E402
+from smfd_data.degraded_dataset import SMFDDegradedFolderDataset, write_degraded_set  # noqa: E402
+from smfd_data.face_dataset import SMFDFaceDataset  # noqa: E402
 from smfd_data.face_labels import colorize  # noqa: E402
 from tests.helpers import REPO, run_python, write_yaml  # noqa: E402
 from tests.test_face_dataset import dataset_opt, make_faces  # noqa: E402
 
 SCRIPT = os.path.join(REPO, 'scripts', 'degrade_testset.py')
-_spec = importlib.util.spec_from_file_location('degrade_testset', SCRIPT)
-degrade_testset = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(degrade_testset)
 
 
 @pytest.fixture(scope='module')
@@ -43,7 +41,7 @@ def test_two_runs_are_byte_identical_and_match_the_dataset(option_file, tmp_path
     opt_path, root = option_file
     first, second = tmp_path / 'a', tmp_path / 'b'
     run_python([SCRIPT, '-opt', opt_path, '-o', str(first), '--limit', '3'], cwd=tmp_path)
-    assert degrade_testset.main(['-opt', opt_path, '-o', str(second), '--limit', '3', '--num-workers', '2']) == 0
+    write_degraded_set(opt_path, str(second), limit=3, num_workers=2)
     files = tree(first)
     assert files == tree(second)
     assert files == sorted(f'{sub}/{i:03d}.{ext}' for i in range(3) for sub, ext in
@@ -80,30 +78,30 @@ def test_two_runs_are_byte_identical_and_match_the_dataset(option_file, tmp_path
 def test_rerun_replaces_a_set_and_val_phase_uses_its_own_options(option_file, tmp_path):
     opt_path, _ = option_file
     out = tmp_path / 'set'
-    assert degrade_testset.main(['-opt', opt_path, '-o', str(out), '--limit', '4', '--no-kernels']) == 0
+    write_degraded_set(opt_path, str(out), limit=4, kernels=False)
     assert len(os.listdir(out / 'lq')) == 4 and not (out / 'kernels').exists()
-    assert degrade_testset.main(['-opt', opt_path, '-o', str(out), '--phase', 'val', '--limit', '2']) == 0
+    write_degraded_set(opt_path, str(out), phase='val', limit=2)
     meta = json.loads((out / 'params.json').read_text())
     assert meta['seed'] == 12 and meta['source']['dataset'] == 'val_1'
     assert sorted(os.listdir(out / 'lq')) == ['000.png', '001.png']  # the old, larger set is gone
 
 
-def test_refuses_foreign_folders_and_missing_phase(option_file, tmp_path, capsys):
+def test_refuses_foreign_folders_and_missing_phase(option_file, tmp_path):
     opt_path, _ = option_file
     foreign = tmp_path / 'photos'
     foreign.mkdir()
     (foreign / 'keep.jpg').write_bytes(b'x')
-    assert degrade_testset.main(['-opt', opt_path, '-o', str(foreign)]) == 1
-    assert 'is not a degraded set' in capsys.readouterr().err and (foreign / 'keep.jpg').exists()
+    refused = run_python([SCRIPT, '-opt', opt_path, '-o', str(foreign)], check=False)
+    assert refused.returncode == 1 and 'is not a degraded set' in refused.stderr and (foreign / 'keep.jpg').exists()
     only_train = write_yaml(tmp_path / 'train_only.yml', {'datasets': {'train': {'type': 'SMFDFaceDataset'}}})
-    assert degrade_testset.main(['-opt', only_train, '-o', str(tmp_path / 'x')]) == 1
-    assert "no datasets.<name> starting with 'test'" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="no datasets.<name> starting with 'test'"):
+        write_degraded_set(only_train, str(tmp_path / 'x'))
 
 
 def test_degraded_folder_dataset_reads_the_set(option_file, tmp_path):
     opt_path, _ = option_file
     out = tmp_path / 'set'
-    degrade_testset.main(['-opt', opt_path, '-o', str(out), '--limit', '3', '--no-kernels'])
+    write_degraded_set(opt_path, str(out), limit=3, kernels=False)
     meta = json.loads((out / 'params.json').read_text())
     ds = SMFDDegradedFolderDataset({'dataroot': str(out), 'phase': 'test'})
     assert len(ds) == 3
@@ -133,7 +131,7 @@ def test_degraded_folder_dataset_reads_the_set(option_file, tmp_path):
     assert (predicted[1]['mask'] == 4).all()
 
     os.remove(out / 'gt' / '001.png')
-    with pytest.raises(FileNotFoundError, match=r'gt[/\\]001\.png: missing file of the degraded set'):
+    with pytest.raises(FileNotFoundError, match=r'gt[/\\]001\.png: file not found'):
         ds[1]
     with pytest.raises(FileNotFoundError, match=r'params\.json: not a degraded set'):
         SMFDDegradedFolderDataset({'dataroot': str(tmp_path)})

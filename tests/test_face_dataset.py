@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-import smfd_autoload
+from smfd_basicsr import prepare_basicsr
 
-smfd_autoload.prepare_basicsr()
+prepare_basicsr()
 
 from smfd_data.augment import AugmentConfig, apply_geometric, geometric_matrix, sample_augmentation  # noqa: E402
 from smfd_data.degradation import apply_degradation  # noqa: E402
@@ -232,7 +232,7 @@ def test_deterministic_across_instances_and_a_subprocess(faces):
     digests = [sample_digest(SMFDFaceDataset(dataset_opt(faces))[i]) for i in range(3)]
     assert digests == [sample_digest(SMFDFaceDataset(dataset_opt(faces))[i]) for i in range(3)]
     assert len(set(digests)) == 3
-    code = ('import smfd_autoload; smfd_autoload.prepare_basicsr()\n'
+    code = ('from smfd_basicsr import prepare_basicsr; prepare_basicsr()\n'
             'from smfd_data.face_dataset import SMFDFaceDataset\n'
             'from tests.test_face_dataset import dataset_opt, sample_digest\n'
             f'ds = SMFDFaceDataset(dataset_opt({faces!r}))\n'
@@ -325,8 +325,8 @@ def test_unreadable_or_truncated_image_names_the_file(tmp_path, case):
     _write_bytes(path, bad)
     ds = SMFDFaceDataset(dataset_opt(root))
     ds[0]  # the good one still loads
-    message = {'garbage': 'cannot decode the image', 'truncated_png': 'truncated PNG',
-               'truncated_jpg': 'truncated JPEG', 'empty': 'empty file'}[case]
+    message = {'garbage': 'cannot decode the image', 'truncated_png': 'truncated or corrupt PNG',
+               'truncated_jpg': 'truncated or corrupt JPEG', 'empty': 'empty file'}[case]
     with pytest.raises(ValueError, match=rf'images[/\\]001\{ext}: {message}'):
         ds[1]
 

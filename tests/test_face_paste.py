@@ -3,7 +3,7 @@ import cv2
 import numpy as np
 import pytest
 
-from smfd_models.face_paste import (
+from smfd_inference.face_helper import (
     alignment_matrix,
     face_template,
     feather_weights,

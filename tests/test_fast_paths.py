@@ -7,9 +7,9 @@ import shutil
 import pytest
 import torch
 
-import smfd_autoload
+from smfd_basicsr import prepare_basicsr
 
-smfd_autoload.prepare_basicsr()
+prepare_basicsr()
 
 from smfd_arch import MaskGenerator, SMFDUNet  # noqa: E402
 from smfd_models.fast_paths import (  # noqa: E402

@@ -11,7 +11,7 @@ from basicsr.metrics import calculate_metric, calculate_niqe, calculate_psnr, ca
 from basicsr.metrics.psnr_ssim import _ssim
 from basicsr.utils.registry import METRIC_REGISTRY
 
-from smfd_models import fid as smfd_fid
+from smfd_eval import fid as smfd_fid
 from smfd_models import metrics
 from smfd_models.metrics import smfd_dice, smfd_jaccard, smfd_lpips, smfd_mse, smfd_region_psnr, smfd_region_ssim
 
@@ -176,7 +176,7 @@ def test_fid_from_features_matches_closed_forms():
 
 
 def test_fid_folder_path_with_random_inception(tmp_path, capsys):
-    from scripts.compute_fid import main
+    from smfd_eval.fid import main
     real, fake = tmp_path / 'real', tmp_path / 'fake'
     real.mkdir()
     fake.mkdir()

@@ -254,7 +254,7 @@ def test_nan_guard_names_iteration_and_keeps_weights(tmp_path):
 
 
 def test_degrade_on_device_degrades_the_sharp_batch(tmp_path):
-    """A dataset with degrade_on_device hands over gt + parameters; feed_data must degrade (training only)."""
+    """A dataset with degrade_on_device hands over gt + parameters and says so in the batch; feed_data degrades."""
     from smfd_data.degradation import DegradationConfig, sample_degradation
     from smfd_data.degradation_torch import degrade_batch
 
@@ -264,15 +264,16 @@ def test_degrade_on_device_degrades_the_sharp_batch(tmp_path):
     cfg = DegradationConfig.from_dict(DEGRADATION)
     data['degradation'] = [json.dumps(sample_degradation(cfg, np.random.default_rng(i))) for i in range(2)]
     data['lq'] = data['gt'].clone()
+    data['degrade_on_device'] = torch.tensor([True, True])
     model.feed_data(data)
     expected = degrade_batch(data['gt'], data['degradation'])
     assert torch.allclose(model.lq, expected) and not torch.allclose(model.lq, data['gt'], atol=1e-2)
 
 
 def test_mask_source_errors(tmp_path):
-    with pytest.raises(ValueError, match="mask_source 'ground_truth' is not valid; valid values: gt, generator, none"):
+    with pytest.raises(ValueError, match="'mask_source': 'ground_truth' is not valid. Valid: gt, generator, none"):
         build(model_opt(tmp_path, mask_source='ground_truth'))
-    with pytest.raises(ValueError, match='mask_source: none needs network_g.use_mask: false'):
+    with pytest.raises(ValueError, match="option 'mask_source': none needs network_g.use_mask: false"):
         build(model_opt(tmp_path, mask_source='none'))
     with pytest.raises(ValueError, match='mask_source: generator needs network_mask'):
         build(model_opt(tmp_path, mask_source='generator'))

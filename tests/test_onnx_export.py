@@ -1,25 +1,19 @@
-"""smfd_models.onnx_export + scripts/export_onnx.py: graphs, parity with onnxruntime, OnnxRestorer, weights."""
+"""smfd_inference.onnx + scripts/export_onnx.py: graphs, parity with onnxruntime, OnnxRestorer, weights."""
 import json
 
 import numpy as np
 import pytest
 import torch
 
-import smfd_autoload
+from smfd_basicsr import prepare_basicsr
 
-smfd_autoload.prepare_basicsr()
+prepare_basicsr()
 
 from smfd_arch import MaskGenerator, SMFDUNet  # noqa: E402
-from smfd_models import onnx_export  # noqa: E402
+from smfd_inference import onnx as onnx_export  # noqa: E402
+from smfd_inference.cascade import SMFDCascade  # noqa: E402
+from smfd_inference.onnx import PARITY_TOLERANCE, OnnxRestorer, build_networks, export_all, export_network  # noqa: E402
 from smfd_models.checkpoint import atomic_torch_save  # noqa: E402
-from smfd_models.onnx_export import (  # noqa: E402
-    PARITY_TOLERANCE,
-    OnnxRestorer,
-    SMFDCascade,
-    build_networks,
-    export_all,
-    export_network,
-)
 from tests.helpers import REPO, TINY_MASK, TINY_UNET, run_python, write_yaml  # noqa: E402
 
 
@@ -51,7 +45,8 @@ def test_export_all_writes_three_graphs_with_parity(exported):
 
 def test_restorer_runs_cascade_at_new_size_torch_and_numpy(nets, exported):
     out, _ = exported
-    cascade = SMFDCascade(*nets).eval()
+    mask_generator, unet = nets
+    cascade = SMFDCascade(unet, mask_generator).eval()
     restorer = OnnxRestorer(out / 'smfd_cascade.onnx', threads=1)
     x = torch.rand(2, 3, 48, 40, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
@@ -67,8 +62,8 @@ def test_cascade_graph_equals_mask_generator_then_unet(nets):
     mask_generator, unet = nets
     x = torch.rand(1, 3, 32, 32)
     with torch.no_grad():
-        manual = unet(x, torch.softmax(mask_generator(x), dim=1))
-        assert torch.equal(SMFDCascade(mask_generator, unet)(x), manual)
+        manual = unet(x, torch.softmax(mask_generator(x), dim=1)).clamp(0, 1)
+        assert torch.equal(SMFDCascade(unet, mask_generator)(x), manual)
 
 
 def test_restorer_errors(exported, tmp_path):
@@ -125,7 +120,7 @@ def test_build_networks_loads_weights_and_warns_without(tmp_path):
     assert not g.training and not mg.training
     with pytest.warns(UserWarning, match='No weights given for MaskGenerator'):
         build_networks(opt, str(tmp_path / 'g.pth'), None)
-    with pytest.raises(ValueError, match=r'g\.pth: weights do not fit the SMFDUNet'):
+    with pytest.raises(ValueError, match=r'g\.pth: the weights do not fit SMFDUNet'):
         build_networks({'network_mask': opt['network_mask']}, str(tmp_path / 'g.pth'), str(tmp_path / 'm.pth'))
     with pytest.raises(ValueError, match="network_g: type is 'MaskGenerator'"):
         build_networks({'network_g': {'type': 'MaskGenerator'}})

@@ -1,19 +1,18 @@
 """scripts/prepare_celebamask_hq.py, scripts/parse_face_masks.py and smfd_data/lmdb_io.py on tiny trees."""
 import os
-import sys
 import urllib.error
 
 import cv2
 import numpy as np
 import pytest
 
+from smfd_data import celebamask_hq as prep  # noqa: E402
 from smfd_data.face_labels import CLASS_INDEX
-from smfd_data.lmdb_io import imread_checked, read_lmdb_image, write_lmdb
+from smfd_data.image_io import imread_checked
+from smfd_data.lmdb_io import read_lmdb_image, write_lmdb
 from smfd_data.synthetic_faces import generate_face_parts, rng_for_face, write_celebamask_tree
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'scripts'))
-import parse_face_masks  # noqa: E402
-import prepare_celebamask_hq as prep  # noqa: E402
+from smfd_inference import face_parsing as parse_face_masks  # noqa: E402
+from smfd_models.checkpoint import WeightsUnavailable
 
 SEED = 11
 MASKS = 'CelebAMask-HQ-mask-anno'
@@ -85,7 +84,7 @@ def test_prepare_resizes(tmp_path):
     _, _, labels = generate_face_parts(rng_for_face(SEED, 0), 64)
     assert _read(os.path.join(out, 'images', '00000.png')).shape == (32, 32, 3)
     assert np.array_equal(_read(os.path.join(out, 'labels', '00000.png')),
-                          cv2.resize(labels, (32, 32), interpolation=cv2.INTER_NEAREST))
+                          cv2.resize(labels, (32, 32), interpolation=cv2.INTER_NEAREST_EXACT))
 
 
 def test_prepare_resumes_and_redoes_corrupt_outputs(tmp_path):
@@ -241,7 +240,7 @@ def test_offline_weights_error_names_url_and_cache(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch.hub, 'download_url_to_file', offline)
     cache = str(tmp_path / 'cache')
-    with pytest.raises(RuntimeError) as err:
+    with pytest.raises(WeightsUnavailable) as err:
         parse_face_masks.build_parsing_net('bisenet', weights_dir=cache)
     message = str(err.value)
     assert parse_face_masks.PARSING_MODELS['bisenet']['url'] in message

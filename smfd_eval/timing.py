@@ -1,4 +1,4 @@
-"""Shared pieces of the benchmark scripts (bench_inference.py, bench_data.py, bench_train.py).
+"""Shared pieces of the speed benchmarks (smfd_eval.bench_inference, bench_data, bench_train) and MAC counting.
 
 Every figure a benchmark reports is a ratio against a reference timed in the same process, on the same device,
 with the same thread count: absolute milliseconds on a shared 2-core VM mean little, ratios taken seconds apart
@@ -10,16 +10,11 @@ import datetime
 import os
 import platform
 import statistics
-import sys
 import time
 
 import torch
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO not in sys.path:  # run as `python scripts/bench_x.py` from a checkout
-    sys.path.insert(0, REPO)
-
-from smfd_data.atomic_io import atomic_write_json  # noqa: E402
+from smfd_data.atomic_io import atomic_write_json
 
 __all__ = [
     'add_common_arguments', 'setup_device', 'synchronize', 'time_calls', 'summarize', 'environment',

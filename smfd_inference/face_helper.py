@@ -1,4 +1,5 @@
-"""Face alignment and seamless paste-back for in-the-wild deblurring (``scripts/deblur.py --detect``).
+"""Faces in photos for in-the-wild deblurring (``scripts/deblur.py --detect``): detection (facexlib's RetinaFace,
+built without ParseNet), 5-point alignment and seamless paste-back.
 
 SMFD-UNet is trained on aligned face crops (CelebAMask-HQ, §3.2/§3.4.2), so a face in a photo is first warped
 onto the crop the model knows, restored, and warped back. GFPGAN/CodeFormer users complain about two artefacts of
@@ -14,13 +15,25 @@ This module avoids both:
 Everything works on float32 RGB HWC images in [0, 1] (design.md conventions). Landmarks are the 5 points of
 RetinaFace (left eye, right eye, nose, left mouth corner, right mouth corner, in image x/y).
 """
+import warnings
+
 import cv2
 import numpy as np
+import torch
+
+from smfd_data.image_io import to_uint8
+from smfd_models.checkpoint import CACHE_DIR, cached_weights, load_weights
 
 __all__ = [
     'FFHQ_TEMPLATE_512', 'face_template', 'alignment_matrix', 'warp_face', 'feather_weights', 'match_low_frequency',
-    'paste_face'
+    'paste_face', 'DETECTOR_URLS', 'build_face_detector', 'detect_faces', 'center_face'
 ]
+DEFAULT_WEIGHTS_DIR = f'{CACHE_DIR}/facexlib'
+DETECTOR_URLS = {  # facexlib v0.1.0 release assets (plain state dicts)
+    'retinaface_resnet50': 'https://github.com/xinntao/facexlib/releases/download/v0.1.0/detection_Resnet50_Final.pth',
+    'retinaface_mobile0.25':
+    'https://github.com/xinntao/facexlib/releases/download/v0.1.0/detection_mobilenet0.25_Final.pth',
+}
 
 # The 5-point FFHQ template at 512² (facexlib's FaceRestoreHelper); CelebA-HQ crops follow the same alignment.
 FFHQ_TEMPLATE_512 = np.array([[192.98138, 239.94708], [318.90277, 240.1936], [256.63416, 314.01935],
@@ -127,3 +140,48 @@ def paste_face(img, restored_face, affine, feather=None, color_sigma=None, match
     window[inside] = a * face[inside] + (1.0 - a) * window[inside]
     weights[y0:y1, x0:x1] = alpha
     return (out, weights) if return_weights else out
+
+
+# ------------------------------------------------------------------------------------------------ detection
+def build_face_detector(name='retinaface_resnet50', weights_dir=DEFAULT_WEIGHTS_DIR, device='cpu', pretrained=True):
+    """facexlib's RetinaFace, weights loaded safely from ``weights_dir`` (downloaded there on first use).
+
+    Unlike ``FaceRestoreHelper`` this builds only the detector (no ParseNet download) and never writes into
+    site-packages or the current directory. Offline without the file: WeightsUnavailable naming where to put it.
+    ``pretrained=False`` keeps random weights (tests of the wiring only).
+    """
+    if name not in DETECTOR_URLS:
+        raise ValueError(f'unknown detector {name!r}; choose one of {sorted(DETECTOR_URLS)}')
+    from facexlib.detection.retinaface import RetinaFace
+
+    with warnings.catch_warnings():  # torchvision's deprecation notes about facexlib's `pretrained=False`
+        warnings.simplefilter('ignore', UserWarning)
+        detector = RetinaFace(network_name=name.split('_', 1)[1], half=False, device=torch.device(device))
+    if pretrained:
+        load_weights(detector, cached_weights(DETECTOR_URLS[name], weights_dir), None)
+    return detector.requires_grad_(False).to(device).eval()
+
+
+@torch.no_grad()
+def detect_faces(detector, img, det_size=640, threshold=0.8):
+    """Faces of a float RGB image: list of ``(box x0,y0,x1,y1, score, landmarks (5, 2))`` in image pixels.
+
+    Detection runs on a copy whose longer side is ``det_size`` (bounded cost on large photos; small faces in
+    huge group photos may be missed: raise --det-size).
+    """
+    h, w = img.shape[:2]
+    scale = det_size / max(h, w)
+    small = cv2.resize(img, (max(1, round(w * scale)), max(1, round(h * scale))),
+                       interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    bgr = to_uint8(small)[..., ::-1].copy()
+    dets = detector.detect_faces(bgr, conf_threshold=threshold, use_origin_size=True)
+    faces = []
+    for det in np.asarray(dets).reshape(-1, 15):
+        faces.append((det[:4] / scale, float(det[4]), det[5:15].reshape(5, 2) / scale))
+    return faces
+
+
+def center_face(faces, height, width):
+    """The face whose box centre is nearest the image centre (GFPGAN's --only_center_face)."""
+    centre = np.array([width / 2, height / 2])
+    return min(faces, key=lambda f: np.linalg.norm((f[0][:2] + f[0][2:4]) / 2 - centre))

@@ -6,20 +6,23 @@ used by pytorch-fid. Everything numerical is BasicSR's (``basicsr.metrics.fid``)
 random-weights switch for tests. FID is a set-level metric (not per image), so it is not in METRIC_REGISTRY:
 run ``scripts/compute_fid.py --real DIR --fake DIR`` on the saved test outputs.
 """
+import argparse
 import contextlib
 import os
+import sys
 import urllib.error
 import warnings
 from unittest import mock
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 from basicsr.archs import inception as inception_module
 from basicsr.metrics.fid import calculate_fid, extract_inception_features, load_patched_inception_v3
 
-IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
+from smfd_data.image_io import list_images as list_image_names
+from smfd_data.image_io import read_image
+
 INCEPTION_SIZE = 299  # the Inception input; images are resized to it exactly as InceptionV3(resize_input=True) does
 
 
@@ -74,21 +77,15 @@ def load_inception(device='cpu', pretrained=True):
 
 def list_images(folder):
     """Sorted image paths of ``folder`` (not recursive); FileNotFoundError if it is missing or has no images."""
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f'FID: image folder {folder} does not exist')
-    paths = sorted(
-        os.path.join(folder, name) for name in os.listdir(folder) if name.lower().endswith(IMAGE_EXTENSIONS))
+    paths = [os.path.join(folder, name) for name in list_image_names(folder).values()]
     if not paths:
-        raise FileNotFoundError(f'FID: no images ({", ".join(IMAGE_EXTENSIONS)}) in {folder}')
-    return paths
+        raise FileNotFoundError(f'FID: no images in {folder}')
+    return sorted(paths)
 
 
 def read_inception_input(path):
     """One image file → RGB (3, 299, 299) float tensor in [−1, 1] (pytorch-fid / BasicSR normalisation)."""
-    img = cv2.imread(path, cv2.IMREAD_COLOR)
-    if img is None:
-        raise ValueError(f'FID: cannot read image {path}')
-    rgb = torch.from_numpy(np.ascontiguousarray(img[..., ::-1])).permute(2, 0, 1).float() / 255.
+    rgb = torch.from_numpy(read_image(path)).permute(2, 0, 1)
     rgb = F.interpolate(rgb[None], size=(INCEPTION_SIZE, INCEPTION_SIZE), mode='bilinear', align_corners=False)[0]
     return rgb * 2 - 1
 
@@ -131,3 +128,28 @@ def compute_fid_folders(real_dir, fake_dir, batch_size=16, device='cpu', pretrai
     real = folder_features(real_dir, inception, batch_size, device)
     fake = folder_features(fake_dir, inception, batch_size, device)
     return fid_from_features(real, fake)
+
+
+# ------------------------------------------------------------------------------------------------- command line
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Frechet Inception Distance between two image folders.')
+    parser.add_argument('--real', required=True, help='folder of reference (sharp) images')
+    parser.add_argument('--fake', required=True, help='folder of restored / generated images')
+    parser.add_argument('--batch', type=int, default=16, help='images per Inception batch (default: 16)')
+    parser.add_argument('--device', default='cpu', help='torch device, e.g. cpu or cuda (default: cpu)')
+    parser.add_argument('--random-inception', action='store_true', help=argparse.SUPPRESS)  # tests only
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.batch < 1:
+        raise SystemExit(f'compute_fid: --batch must be >= 1, got {args.batch}')
+    try:
+        fid = compute_fid_folders(args.real, args.fake, args.batch, args.device, pretrained=not args.random_inception)
+    except (FileNotFoundError, ValueError, RuntimeError) as err:
+        print(f'compute_fid: {err}', file=sys.stderr)
+        return 1
+    print(f'FID: {fid:.4f}')
+    return 0
+

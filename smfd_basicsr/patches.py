@@ -1,16 +1,22 @@
-"""What BasicSR 1.4.2's stock entries get wrong for a plugin user, fixed without forking BasicSR.
+"""Every patch of BasicSR: what its 1.4.2 stock entries get wrong for a plugin user, fixed without forking BasicSR.
 
-Applied once by ``smfd_autoload`` right after basicsr is imported, so both ``python -m basicsr.train`` and
-``python <site-packages>/basicsr/train.py`` pick the fixes up (their ``from basicsr.utils.options import
-parse_options`` runs after the patch). Everything hangs off ``parse_options``, the first call of both pipelines:
+Applied once by ``smfd_basicsr.registration.after_basicsr`` right after basicsr is imported, so both
+``python -m basicsr.train`` and ``python <site-packages>/basicsr/train.py`` pick the fixes up (their
+``from basicsr.utils.options import parse_options`` runs after the patch). Everything hangs off
+``parse_options``, the first call of both pipelines:
 
 * root: the stock entries pass the installed package's parent (site-packages) as root, so ``experiments/``,
   ``tb_logger/`` and ``results/`` would land inside site-packages; they now go under the current directory.
-* resume on CPU: the stock ``load_resume_state`` maps storages with ``torch.cuda.current_device()``; the
-  calling pipeline's copy is replaced by one that maps to the CPU when there is no GPU and loads safely.
+* resume on CPU: the stock ``load_resume_state`` maps storages with ``torch.cuda.current_device()``; it is
+  replaced by one that maps to the CPU when there is no GPU and loads safely. ``python -m basicsr.train`` and
+  ``python .../basicsr/train.py`` run the file as ``__main__``, a second copy whose ``def load_resume_state``
+  executes only after its imports (when this module is applied), so that copy is replaced when the pipeline
+  calls ``parse_options``, its first call.
 * DDP on CPU: the stock ``init_dist`` divides by the CUDA device count and ``BaseModel.model_to_device``
   passes CUDA device ids to DistributedDataParallel; without CUDA they now use gloo and plain CPU DDP.
-* options are checked before anything is built (unknown names, missing paths), see ``option_check``.
+* options are checked before anything is built (unknown names, missing paths), see ``smfd_basicsr.options``.
+
+Each patch has its own test in tests/test_basicsr_patches.py.
 """
 import collections
 import functools
@@ -100,19 +106,31 @@ def _model_to_device(stock_model_to_device):
     return model_to_device
 
 
-def _make_pipeline_cpu_safe(pipeline_globals):
-    stock = pipeline_globals.get('load_resume_state')
-    if callable(stock) and getattr(stock, '__module__', None) in ('__main__', 'basicsr.train'):
-        pipeline_globals['load_resume_state'] = load_resume_state
+def _train_pipeline_modules():
+    """The loaded copies of basicsr/train.py: ``basicsr.train`` and, when the file runs as the program, ``__main__``."""
+    package = sys.modules.get('basicsr.train')
+    copies = [package] if package is not None else []
+    main = sys.modules.get('__main__')
+    main_file = getattr(main, '__file__', None)
+    if package is not None and main_file and osp.abspath(main_file) == osp.abspath(package.__file__):
+        copies.append(main)
+    return copies
+
+
+def _make_pipelines_cpu_safe():
+    for module in _train_pipeline_modules():
+        stock = getattr(module, 'load_resume_state', None)
+        if callable(stock) and stock is not load_resume_state:
+            module.load_resume_state = load_resume_state
 
 
 def _wrap_parse_options(stock_parse_options):
 
     @functools.wraps(stock_parse_options)
     def parse_options(root_path, is_train=True):
-        _make_pipeline_cpu_safe(sys._getframe(1).f_globals)
+        _make_pipelines_cpu_safe()
         opt, args = stock_parse_options(project_root(root_path), is_train=is_train)
-        from smfd_models.option_check import fill_plugin_defaults, validate_options
+        from smfd_basicsr.options import fill_plugin_defaults, validate_options
         validate_options(opt, source=args.opt)
         fill_plugin_defaults(opt)
         return _Options(opt), args

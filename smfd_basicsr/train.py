@@ -1,4 +1,4 @@
-"""Project entry for training (GFPGAN style): ``smfd-train -opt X.yml`` or ``python -m smfd_models.train``.
+"""Project entry for training (GFPGAN style): ``smfd-train -opt X.yml`` or ``python -m smfd_basicsr.train``.
 
 Registers SMFD with BasicSR and hands over to BasicSR's own ``train_pipeline`` with the current directory as
 root, so ``experiments/`` and ``tb_logger/`` land where the user runs the command.
@@ -7,8 +7,8 @@ import os
 
 
 def main():
-    import smfd_autoload
-    smfd_autoload.register()
+    from smfd_basicsr.registration import register
+    register()
     from basicsr.train import train_pipeline
     train_pipeline(os.getcwd())
 

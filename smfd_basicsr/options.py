@@ -6,7 +6,7 @@ surfaces mid-run). Every message names the option key and lists the valid values
 import difflib
 from os import path as osp
 
-MASK_SOURCES = ('gt', 'generator', 'none')
+from smfd_models.mask_source import check_mask_source
 
 
 class OptionError(ValueError):
@@ -34,9 +34,11 @@ def validate_options(opt, source='options'):
     for key, value in opt.items():
         if key.startswith('network_') and isinstance(value, dict):
             _check_name(source, f'{key}.type', value.get('type'), ARCH_REGISTRY, 'arch')
-    if 'mask_source' in opt and opt['mask_source'] not in MASK_SOURCES:
-        raise OptionError(f"{source}: option 'mask_source': '{opt['mask_source']}' is not valid. "
-                          f"Valid: {', '.join(MASK_SOURCES)}")
+    if opt.get('model_type') == 'SMFDModel' or 'mask_source' in opt:
+        try:
+            check_mask_source(opt)
+        except ValueError as err:
+            raise OptionError(f'{source}: {err}') from err
     for phase, dataset in (opt.get('datasets') or {}).items():
         _check_name(source, f'datasets.{phase}.type', dataset.get('type'), DATASET_REGISTRY, 'dataset')
         for key, value in dataset.items():

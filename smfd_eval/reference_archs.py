@@ -17,16 +17,15 @@ import importlib
 import torch
 from torch import nn
 
-__all__ = ['PlainUNet', 'plain_unet_like', 'count_parameters', 'build_gfpgan_v1_clean', 'build_nafnet',
+from smfd_arch.blocks import count_parameters
+from smfd_basicsr import prepare_basicsr
+
+__all__ = ['PlainUNet', 'plain_unet_like', 'build_gfpgan_v1_clean', 'build_nafnet',
            'NAFNET_GOPRO_WIDTH32']
 
 # NAFNet-GoPro-width32 (NAFNet/options/test/GoPro/NAFNet-width32.yml)
 NAFNET_GOPRO_WIDTH32 = dict(img_channel=3, width=32, middle_blk_num=1, enc_blk_nums=[1, 1, 1, 28],
                             dec_blk_nums=[1, 1, 1, 1])
-
-
-def count_parameters(net):
-    return sum(p.numel() for p in net.parameters())
 
 
 def _double_conv(cin, cout):
@@ -94,8 +93,7 @@ def build_gfpgan_v1_clean(out_size=512, channel_multiplier=2, num_style_feat=512
 
     Raises ImportError with the install command when gfpgan is missing.
     """
-    import smfd_autoload
-    smfd_autoload.prepare_basicsr()  # gfpgan imports basicsr (torchvision functional_tensor stand-in)
+    prepare_basicsr()  # gfpgan imports basicsr (torchvision functional_tensor stand-in)
     try:
         module = importlib.import_module('gfpgan.archs.gfpganv1_clean_arch')
     except ImportError as err:

@@ -1,4 +1,4 @@
-"""ONNX export of the SMFD networks and an onnxruntime restorer (scripts/export_onnx.py, deblur --onnx).
+"""ONNX export of the SMFD networks, and running them with onnxruntime (scripts/export_onnx.py, deblur --onnx).
 
 Three graphs (fp32, opset 17 by default, dynamic batch):
 
@@ -15,44 +15,29 @@ onnxruntime; if any size disagrees, the graph is re-exported with fixed H×W (dy
 says so. Exporter: PyTorch's TorchScript-based one (`dynamo=False`); the torch.export-based default needs the
 `onnxscript` package, which this environment does not install.
 """
+import argparse
 import os
+import sys
 import tempfile
 import warnings
 
 import numpy as np
 import torch
-from torch import nn
 
-__all__ = ['SMFDCascade', 'build_networks', 'export_network', 'export_all', 'onnx_parity', 'OnnxRestorer',
-           'PARITY_TOLERANCE']
+from smfd_data.atomic_io import atomic_write_json
+from smfd_data.option_file import read_option
+from smfd_inference.cascade import SMFDCascade
+from smfd_inference.loading import experiment_option
+from smfd_models.checkpoint import load_weights
+
+__all__ = ['build_networks', 'export_network', 'export_all', 'onnx_parity', 'OnnxRestorer', 'OnnxCascade',
+           'PARITY_TOLERANCE', 'main']
+GRAPHS = ('mask_generator', 'smfd_unet', 'smfd_cascade')
 
 # max |Δ| between PyTorch fp32 and onnxruntime fp32 outputs on random inputs, relative to max(1, max |output|):
 # plain 1e-4 for images in [0, 1]; trained mask generators emit logits of magnitude ~10-100, where fp32 rounding
 # alone differs by more than 1e-4 absolute.
 PARITY_TOLERANCE = 1e-4
-
-
-class SMFDCascade(nn.Module):
-    """Blurry RGB → MaskGenerator softmax probabilities → SMFDUNet (Fig. 3.2; "generated masks", Table 4.2)."""
-
-    def __init__(self, mask_generator, restorer):
-        super().__init__()
-        self.mask_generator = mask_generator
-        self.restorer = restorer
-
-    def forward(self, x):
-        return self.restorer(x, torch.softmax(self.mask_generator(x), dim=1))
-
-
-def _read_yaml(path):
-    import yaml
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f'Option file not found: {path}')
-    with open(path) as f:
-        opt = yaml.safe_load(f)
-    if not isinstance(opt, dict):
-        raise ValueError(f'{path}: expected a YAML mapping (a BasicSR option file)')
-    return opt
 
 
 def _network_kwargs(section, expected_type, where):
@@ -61,19 +46,6 @@ def _network_kwargs(section, expected_type, where):
     if net_type != expected_type:
         raise ValueError(f'{where}: type is {net_type!r}, expected {expected_type!r}')
     return kwargs
-
-
-def _load_weights(net, path, name):
-    from smfd_models.checkpoint import load_state_dict_safely
-    try:
-        state = load_state_dict_safely(path, 'params_ema')
-    except KeyError:
-        state = load_state_dict_safely(path, 'params')
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        raise ValueError(f'{path}: weights do not fit the {name} built from the options (pass the training '
-                         f'--opt YAML): {str(err)[:800]}') from err
 
 
 def build_networks(opt=None, weights=None, mask_weights=None):
@@ -89,21 +61,20 @@ def build_networks(opt=None, weights=None, mask_weights=None):
     from smfd_arch import MaskGenerator, SMFDUNet
     where = opt if isinstance(opt, str) else 'options'
     if isinstance(opt, str):
-        opt = _read_yaml(opt)
+        opt = read_option(opt)
     opt = opt or {}
     unet = SMFDUNet(**_network_kwargs(opt.get('network_g'), 'SMFDUNet', f'{where}: network_g'))
     mask_section, mask_where = opt.get('network_mask'), f'{where}: network_mask'
     if mask_section is None and mask_weights:  # trained separately: its own experiment's option file
-        from smfd_models.inference import experiment_option
         mask_opt = experiment_option(mask_weights)
         if mask_opt is not None:
-            mask_section, mask_where = _read_yaml(mask_opt).get('network_g'), f'{mask_opt}: network_g'
+            mask_section, mask_where = read_option(mask_opt).get('network_g'), f'{mask_opt}: network_g'
     mask_kwargs = _network_kwargs(mask_section, 'MaskGenerator', mask_where)
     mask_kwargs.setdefault('num_classes', unet.num_mask_classes)
     mask_generator = MaskGenerator(**mask_kwargs)
     for net, path, name in ((unet, weights, 'SMFDUNet'), (mask_generator, mask_weights, 'MaskGenerator')):
         if path:
-            _load_weights(net, path, name)
+            load_weights(net, path)
         else:
             warnings.warn(f'No weights given for {name}: exporting a randomly initialised network (testing only)',
                           UserWarning, stacklevel=2)
@@ -207,7 +178,7 @@ def export_all(mask_generator, unet, out_dir, size=256, opset=17, dynamic_hw=Tru
     graphs = {
         'mask_generator': (mask_generator, 'mask_generator'),
         'smfd_unet': (unet, 'unet'),
-        'smfd_cascade': (SMFDCascade(mask_generator, unet).eval(), 'cascade'),
+        'smfd_cascade': (SMFDCascade(unet, mask_generator).eval(), 'cascade'),
     }
     results = {}
     for name in which or graphs:
@@ -261,3 +232,82 @@ class OnnxRestorer:
             feeds[name] = value
         out = self.session.run([self.output_name], feeds)[0]
         return torch.from_numpy(out).to(device) if is_torch else out
+
+
+class OnnxCascade:
+    """The cascade run by onnxruntime on graphs written by ``scripts/export_onnx.py`` (same call as SMFDCascade).
+
+    ``graph``: ``smfd_cascade.onnx`` (blurry → restored, one graph; no mask comes out) or ``smfd_unet.onnx``
+    (blurry + mask → restored) together with ``mask_graph`` = ``mask_generator.onnx`` (blurry → logits).
+    """
+
+    def __init__(self, graph, mask_graph=None, threads=None):
+        self.restorer = OnnxRestorer(graph, threads=threads)
+        self.mask_generator = OnnxRestorer(mask_graph, threads=threads) if mask_graph else None
+        self.use_mask = len(self.restorer.inputs) == 2
+        if self.use_mask and self.mask_generator is None:
+            raise ValueError(f'{graph}: this graph takes (blurry, mask); pass --mask-onnx mask_generator.onnx, '
+                                 'or use smfd_cascade.onnx (mask generator inside)')
+        shape = self.restorer.inputs[0].shape
+        self.size = shape[2] if isinstance(shape[2], int) else None
+        k = self.restorer.inputs[1].shape[1] if self.use_mask else None
+        self.num_classes = k if isinstance(k, int) else 5
+
+    def __call__(self, x, mask=None):
+        if not self.use_mask:
+            return self.restorer.restore(x).clamp(0, 1), None
+        if mask is None:
+            probs = torch.softmax(self.mask_generator.restore(x), dim=1)
+        elif mask.is_floating_point():
+            probs = mask
+        else:
+            probs = torch.nn.functional.one_hot(mask.long(), self.num_classes).permute(0, 3, 1, 2).float()
+        return self.restorer.restore(x, probs).clamp(0, 1), probs.argmax(dim=1)
+
+
+# ------------------------------------------------------------------------------------------------- command line
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--weights', help='SMFDUNet checkpoint (BasicSR .pth: params_ema or params)')
+    parser.add_argument('--mask-weights', help='MaskGenerator checkpoint (BasicSR .pth)')
+    parser.add_argument('--opt', help='training YAML whose network_g / network_mask built the checkpoints '
+                        '(default: the default configurations)')
+    parser.add_argument('-o', '--output', required=True, help='output folder')
+    parser.add_argument('--size', type=int, default=256, help='face size the graphs are traced and checked at')
+    parser.add_argument('--opset', type=int, default=17)
+    parser.add_argument('--fixed-size', action='store_true', help='fixed H×W (only the batch is dynamic)')
+    parser.add_argument('--only', default=','.join(GRAPHS), help=f'comma-separated subset of {",".join(GRAPHS)}')
+    args = parser.parse_args(argv)
+    which = [w for w in args.only.split(',') if w]
+    unknown = sorted(set(which) - set(GRAPHS))
+    if unknown:
+        parser.error(f'--only: unknown graph(s) {unknown}; choose from {", ".join(GRAPHS)}')
+    if args.size < 16:
+        parser.error('--size must be at least 16 (the networks pool 4 times)')
+    args.which = which
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    mask_generator, unet = build_networks(args.opt, args.weights, args.mask_weights)
+    results = export_all(mask_generator, unet, args.output, size=args.size, opset=args.opset,
+                         dynamic_hw=not args.fixed_size, which=args.which)
+    failed = []
+    for name, res in results.items():
+        shapes = ', '.join(f'{"x".join(map(str, p["shape"]))}: {p["max_abs_diff"]:.2e} (max|output| '
+                           f'{p["max_abs_output"]:.3g})' for p in res['parity'])
+        hw = 'dynamic batch, H, W' if res['dynamic_hw'] else f'dynamic batch, fixed {args.size}x{args.size}'
+        status = 'OK' if res['parity_ok'] else f'FAILED (> {PARITY_TOLERANCE:g} × max(1, max|output|))'
+        print(f'{res["path"]}: {hw}; max|Δ| vs PyTorch fp32 ({shapes}) {status}')
+        if not res['parity_ok']:
+            failed.append(name)
+    summary = {'weights': args.weights, 'mask_weights': args.mask_weights, 'opt': args.opt,
+               'random_init': not (args.weights and args.mask_weights), 'tolerance': PARITY_TOLERANCE,
+               'graphs': results}
+    atomic_write_json(summary, os.path.join(args.output, 'export.json'))
+    if failed:
+        print(f'Parity check failed for {", ".join(failed)}', file=sys.stderr)
+        return 1
+    return 0
+
