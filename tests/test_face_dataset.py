@@ -144,8 +144,8 @@ def test_dataset_augmentation_keeps_image_and_mask_aligned(tmp_path):
         # label whose colour is nearest to each gt pixel
         dist = ((gt[:, :, None, :] - LABEL_COLORS[None, None].astype(np.float64)) ** 2).sum(-1)
         colour_label = dist.argmin(-1)
-        # compare inside labelled parts, away from part borders (interpolation) and outside-image areas (the
-        # image border is reflected, the label border is background)
+        # compare inside labelled parts, away from part borders (bilinear image vs nearest labels); the reflected
+        # margin of a rotation is covered by tests/test_augment.py
         padded = np.pad(labels, 1, mode='edge')
         interior = labels != 0
         for dy in range(3):
