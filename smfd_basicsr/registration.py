@@ -17,6 +17,7 @@ _FUNCTIONAL_TENSOR = 'torchvision.transforms.functional_tensor'
 REGISTERING_MODULES = (
     'smfd_arch.smfd_unet_arch',
     'smfd_arch.mask_generator_arch',
+    'smfd_arch.seg_baselines_arch',
     'smfd_data.face_dataset',
     'smfd_data.degraded_dataset',
     'smfd_models.losses',

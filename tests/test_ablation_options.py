@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-import smfd_autoload
+from smfd_basicsr import prepare_basicsr
 
-smfd_autoload.prepare_basicsr()
+prepare_basicsr()
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ABLATIONS = sorted(glob.glob(os.path.join(ROOT, 'options', 'ablations', '*.yml')))

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-import smfd_autoload
+from smfd_basicsr import prepare_basicsr
 
-smfd_autoload.prepare_basicsr()
+prepare_basicsr()
 
 from smfd_arch import UNet, UNetPlusPlus  # noqa: E402
 from smfd_arch.blocks import count_bn_channels  # noqa: E402
