@@ -2,9 +2,7 @@
 import os
 import sysconfig
 
-import pytest
-
-from tests.helpers import REPO, run_python
+from tests.helpers import run_python
 
 REGISTERED = {
     'ARCH_REGISTRY': ['SMFDUNet', 'MaskGenerator'],
@@ -72,44 +70,3 @@ def test_tensorboard_module_has_exactly_one_distribution(tmp_path):
     code = ('import importlib.metadata as m, tensorboard; from torch.utils.tensorboard import SummaryWriter; '
             "print(sorted(set(m.packages_distributions()['tensorboard'])))")
     assert run_python(['-c', code], cwd=tmp_path).stdout.strip() == "['tb-nightly']"
-
-
-def test_project_root_redirects_only_site_packages(tmp_path, monkeypatch):
-    from smfd_basicsr.patches import _Options, project_root
-    monkeypatch.chdir(tmp_path)
-    assert project_root('/usr/lib/python3/dist-packages') == str(tmp_path)
-    assert project_root(os.path.join(sysconfig.get_paths()['purelib'])) == str(tmp_path)
-    assert project_root(REPO) == REPO
-    opt = _Options()
-    opt['root_path'] = sysconfig.get_paths()['purelib']
-    assert opt['root_path'] == str(tmp_path)
-
-
-def test_latest_training_state_ignores_foreign_files(tmp_path):
-    from smfd_basicsr.patches import latest_training_state
-    assert latest_training_state(tmp_path / 'missing') is None
-    for name in ('10.state', '200.state', '30.state', '999.state.tmp', 'notes.txt'):
-        (tmp_path / name).write_bytes(b'x')
-    assert latest_training_state(tmp_path) == str(tmp_path / '200.state')
-
-
-@pytest.mark.parametrize('key, value, expected', [
-    ('network_g', {'type': 'SMFDUNett'}, "option 'network_g.type': unknown arch 'SMFDUNett'. Did you mean SMFDUNet"),
-    ('mask_source', 'dataset', "option 'mask_source': 'dataset' is not valid. Valid: gt, generator, none"),
-    ('model_type', 'SMFDModle', "option 'model_type': unknown model 'SMFDModle'. Did you mean SMFDModel"),
-])
-def test_option_check_names_key_and_valid_values(key, value, expected):
-    from smfd_basicsr.options import OptionError, validate_options
-    opt = {'model_type': 'SMFDModel', 'network_g': {'type': 'SMFDUNet'}, 'datasets': {}}
-    opt[key] = value
-    with pytest.raises(OptionError) as info:
-        validate_options(opt, source='x.yml')
-    assert str(info.value).startswith('x.yml: ') and expected in str(info.value)
-
-
-def test_option_check_missing_dataset_path(tmp_path):
-    from smfd_basicsr.options import OptionError, validate_options
-    missing = str(tmp_path / 'nowhere')
-    opt = {'model_type': 'SMFDModel', 'datasets': {'train': {'type': 'SMFDFaceDataset', 'dataroot_gt': missing}}}
-    with pytest.raises(OptionError, match=f"option 'datasets.train.dataroot_gt': path '{missing}' does not exist"):
-        validate_options(opt)
