@@ -86,10 +86,7 @@ def build_parser():
     p.add_argument('--testset', help='degraded test set (default: each configuration\'s validation split)')
     p.add_argument('--out', default=os.path.join('results', 'ablations'))
     p.add_argument('--runs', type=int, default=1, help='repetitions per configuration (different seeds)')
-    p.add_argument('--device', default='auto')
-    p.add_argument('--experiments-dir', default='experiments')
-    p.add_argument('--force', action='store_true', help='retrain configurations that already have a checkpoint')
-    p.add_argument('--dry-run', action='store_true', help='print the configurations and commands, train nothing')
+    cross_validation.add_run_options(p, 'configurations', 'print the configurations and commands, train nothing')
     return p
 
 

@@ -172,11 +172,16 @@ def build_parser():
     p.add_argument('--testset', help='degraded test set to evaluate every fold on (default: the fold\'s val split)')
     p.add_argument('--out', help='output folder (default results/cross_validation/<name>)')
     p.add_argument('--mask', choices=['gt', 'generator'], help='masks at evaluation (default: mask_source)')
-    p.add_argument('--device', default='auto')
-    p.add_argument('--experiments-dir', default='experiments')
-    p.add_argument('--force', action='store_true', help='retrain folds that already have a checkpoint')
-    p.add_argument('--dry-run', action='store_true', help='print the per-fold option files and exit')
+    add_run_options(p, 'folds', 'print the per-fold option files and exit')
     return p
+
+
+def add_run_options(parser, units, dry_run_help):
+    """The options that cross-validation and the ablations share: where and whether to train ``units``."""
+    parser.add_argument('--device', default='auto')
+    parser.add_argument('--experiments-dir', default='experiments')
+    parser.add_argument('--force', action='store_true', help=f'retrain {units} that already have a checkpoint')
+    parser.add_argument('--dry-run', action='store_true', help=dry_run_help)
 
 
 def main(argv=None):
