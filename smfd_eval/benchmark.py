@@ -8,8 +8,9 @@
 
 Rows: ``input`` (the blurry floor, always), ``richardson_lucy`` (classical deconvolution with the TRUE blur of each
 image, from the test set's params.json: an oracle-kernel baseline), then the methods in command-line order.
-Columns (paper Table 4.2 + extras): PSNR, SSIM, MSE, NIQE, LPIPS, FID, PSNR/SSIM of the face and of the facial
-components (5-group mask regions, docs/metrics.md), mask Dice/Jaccard (methods that predict masks), parameters,
+Columns (paper Table 4.2 + extras): PSNR, SSIM, MSE, NIQE, LPIPS, FID, identity (cosine similarity of ArcFace
+embeddings of output and GT, smfd_eval/identity.py), PSNR/SSIM of the face and of the facial components (5-group
+mask regions, docs/metrics.md), mask Dice/Jaccard (methods that predict masks), parameters,
 GMACs (fvcore, per face at the test-set size), ms/face (forward only, batched, after a warm-up batch).
 
 Conventions: every metric compares 8-bit RGB outputs with the 8-bit GT PNGs; PSNR/SSIM are BasicSR's
@@ -18,7 +19,8 @@ BasicSR's (Y channel; needs ≥ 2 blocks of 96×96); LPIPS v0.1 AlexNet; FID bet
 folder (few images → biased and noisy: compare only numbers on the same set). A metric that cannot run (weights
 missing offline, images too small) is reported as "unavailable (reason)", never as a number.
 
-Writes OUT/benchmark.{md,csv,json}, OUT/grid.png (the same faces across methods), OUT/outputs/<method>/<stem>.png,
+Writes OUT/benchmark.{md,csv,json}, OUT/grid.png (the same faces across methods), OUT/plot.png (PSNR and SSIM
+against ms/face, untimed rows such as the input as horizontal lines), OUT/outputs/<method>/<stem>.png,
 OUT/masks/<method>/<stem>.png (predicted group labels of cascades) and OUT/ground_truth/<stem>.png (FID's real set).
 """
 import argparse
@@ -60,11 +62,12 @@ def load_testset(folder, limit=None):
     return {'folder': folder, 'num_classes': meta['num_classes'], 'samples': samples}
 
 
-def evaluate(testset, methods, out_dir, device='cpu', batch=8, offline=False, skip=(), grid_faces=4, log=print):
+def evaluate(testset, methods, out_dir, device='cpu', batch=8, offline=False, skip=(), grid_faces=4, log=print,
+             identity_weights=None):
     """Run every method on the test set and compute the table. Returns the JSON-ready result dict."""
     samples = testset['samples']
     device = torch.device(device)
-    suite = MetricSuite(testset['num_classes'], device, offline, skip)
+    suite = MetricSuite(testset['num_classes'], device, offline, skip, identity_weights)
     gt_dir = os.path.join(out_dir, 'ground_truth')  # FID's real set; outside outputs/ so no method name clashes
     for s in samples:
         write_image(os.path.join(gt_dir, f'{s["stem"]}.png'), s['gt'])
@@ -116,7 +119,8 @@ def evaluate(testset, methods, out_dir, device='cpu', batch=8, offline=False, sk
 
 CONVENTIONS = ('8-bit RGB outputs vs 8-bit GT; PSNR/SSIM: basicsr calculate_psnr/calculate_ssim on RGB (not Y), '
                'crop_border 0; MSE on the 0-255 scale; NIQE: basicsr calculate_niqe on Y; LPIPS v0.1 AlexNet; FID: '
-               'GT folder vs output folder (pytorch-fid Inception); face = groups components+wearings+skin, '
+               'GT folder vs output folder (pytorch-fid Inception); identity: cosine similarity of GFPGAN\'s ArcFace '
+               'ResNet-18 embeddings (gray, 128²) of output and GT; face = groups components+wearings+skin, '
                'components = group 1 (docs/metrics.md); GMACs: fvcore, one face at the test-set size; ms/face: '
                'forward only, batched, after one warm-up batch')
 
@@ -161,8 +165,11 @@ def build_parser():
     p.add_argument('--limit', type=int, default=None, help='evaluate only the first N test images')
     p.add_argument('--grid-faces', type=int, default=4, help='faces (rows) in grid.png')
     p.add_argument('--offline', action='store_true',
-                   help='never download metric weights: LPIPS/FID are unavailable unless already cached')
-    p.add_argument('--skip', action='append', default=[], choices=['niqe', 'lpips', 'fid'],
+                   help='never download metric weights: LPIPS/FID/identity are unavailable unless already cached')
+    p.add_argument('--identity-weights', metavar='PTH',
+                   help='ArcFace weights for the identity column (default: GFPGAN\'s arcface_resnet18.pth, downloaded '
+                   'into ~/.cache/smfd/gfpgan on first use)')
+    p.add_argument('--skip', action='append', default=[], choices=['niqe', 'lpips', 'fid', 'identity'],
                    help='leave a slow metric out (reported as unavailable)')
     return p
 
@@ -170,6 +177,8 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
+        if args.identity_weights and not os.path.isfile(args.identity_weights):
+            raise FileNotFoundError(f'--identity-weights {args.identity_weights}: no such file')
         register()
         device = resolve_device(args.device)
         testset = load_testset(args.testset, args.limit)
@@ -179,6 +188,6 @@ def main(argv=None):
         return 2
     log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
     result = evaluate(testset, methods, args.out, device, args.batch, args.offline, args.skip, args.grid_faces,
-                      log)
+                      log, args.identity_weights)
     print(write_reports(result, args.out))
     return 1 if any('error' in row for row in result['rows']) else 0

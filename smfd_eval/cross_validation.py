@@ -142,9 +142,8 @@ def evaluate_experiment(name, opt, testset, out_dir, device='cpu', experiments_d
         raise FileNotFoundError(f'{os.path.join(experiments_dir, name, "models")}: no checkpoint to evaluate')
     mask = mask or opt.get('mask_source', 'gt')
     method = smfd_method(f'{name}={ckpt},mask={mask}', device, experiments_dir)
-    result = benchmark.evaluate(benchmark.load_testset(testset), [method], out_dir, device, skip=('niqe', 'lpips',
-                                                                                                  'fid'),
-                                log=log)
+    result = benchmark.evaluate(benchmark.load_testset(testset), [method], out_dir, device,
+                                skip=('niqe', 'lpips', 'fid', 'identity'), log=log)
     row = result['rows'][0]
     if 'error' in row:
         raise RuntimeError(f'evaluating {name} failed: {row["error"]}')

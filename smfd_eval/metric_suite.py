@@ -15,7 +15,7 @@ def _bgr(img):
 class MetricSuite:
     """Per-image and set-level metrics with a reason for each one that cannot run."""
 
-    def __init__(self, num_classes, device='cpu', offline=False, skip=()):
+    def __init__(self, num_classes, device='cpu', offline=False, skip=(), identity_weights=None):
         from basicsr.metrics import calculate_niqe, calculate_psnr, calculate_ssim
 
         from smfd_models import metrics
@@ -27,6 +27,9 @@ class MetricSuite:
                 self.reasons[key] = f'regions need the 5 paper groups, the test set has {num_classes} classes'
         if 'lpips' not in self.reasons:
             self._check_lpips()
+        self.identity = None
+        if 'identity' not in self.reasons:
+            self._load_identity(identity_weights)
 
     def _check_lpips(self):
         url = self.m._backbone_url('alex')
@@ -38,6 +41,14 @@ class MetricSuite:
             self.m.get_lpips_model('alex', True, self.device)
         except Exception as err:  # offline download failures come as RuntimeError/URLError/OSError
             self.reasons['lpips'] = f'{type(err).__name__}: {str(err).splitlines()[0][:160]}'
+
+    def _load_identity(self, weights):
+        from smfd_eval import identity
+        try:
+            self.identity = identity.IdentityEmbedder(
+                identity.load_arcface(weights, download=not self.offline), self.device)
+        except identity.IdentityUnavailable as err:
+            self.reasons['identity'] = str(err).splitlines()[0][:400]  # long: it says where to put the file
 
     def per_image(self, out, gt, labels, pred_labels=None):
         """Every per-image metric of one output (uint8 RGB) against its GT; failures become reasons."""
@@ -52,6 +63,8 @@ class MetricSuite:
                                         f'{type(err).__name__}: {err}')
         if 'lpips' not in self.reasons:
             values['lpips'] = self.m.smfd_lpips(a, b, device=self.device)
+        if self.identity is not None and 'identity' not in self.reasons:
+            values['identity'] = self.identity.similarity(out, gt)
         if 'psnr_face' not in self.reasons:
             for region in ('face', 'components'):
                 values[f'psnr_{region}'] = self.m.smfd_region_psnr(a, b, mask=labels, region=region)

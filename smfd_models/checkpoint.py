@@ -117,15 +117,18 @@ def load_weights(net, path, param_key='auto', strict=True):
     return net
 
 
-def cached_weights(url, cache_dir=None, subdir=''):
+def cached_weights(url, cache_dir=None, subdir='', download=True):
     """Local path of the file at ``url`` in the cache (``CACHE_DIR``/``subdir``), downloaded on first use.
 
-    Offline without the file: WeightsUnavailable naming the URL and the path to copy the file to.
+    Offline without the file (or ``download=False``): WeightsUnavailable naming the URL and the path to copy the
+    file to.
     """
     folder = os.path.join(os.path.expanduser(cache_dir or CACHE_DIR), subdir)
     path = os.path.join(folder, os.path.basename(url))
     if os.path.isfile(path):
         return path
+    if not download:
+        raise WeightsUnavailable(f'{path} does not exist and downloads are off; download {url} and copy it there')
     os.makedirs(folder, exist_ok=True)
     tmp = path + '.part'
     try:

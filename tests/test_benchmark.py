@@ -16,9 +16,10 @@ register()
 from smfd_data.degradation import apply_degradation, convolve, kernel_for_op  # noqa: E402
 from smfd_data.face_labels import group_labels  # noqa: E402
 from smfd_data.synthetic_faces import generate_face  # noqa: E402
-from smfd_eval import benchmark  # noqa: E402
-from smfd_eval.methods import parse_spec  # noqa: E402
+from smfd_eval import benchmark, report  # noqa: E402
+from smfd_eval.methods import FolderMethod, InputMethod, parse_spec  # noqa: E402
 from smfd_eval.richardson_lucy import blur_kernels_from_params, richardson_lucy  # noqa: E402
+from smfd_models import checkpoint  # noqa: E402
 from smfd_models.checkpoint import atomic_torch_save  # noqa: E402
 from tests.test_deblur import MASK_TINY, SMFD_TINY, make_tiny_experiment  # noqa: E402
 
@@ -112,6 +113,7 @@ def setup(tmp_path_factory):
 
 def test_benchmark_table(setup, monkeypatch, capsys):
     monkeypatch.setenv('TORCH_HOME', str(setup['root'] / 'torch_home'))  # no cached LPIPS/FID weights
+    monkeypatch.setattr(checkpoint, 'CACHE_DIR', str(setup['root'] / 'smfd_cache'))  # no cached ArcFace weights
     out = setup['root'] / 'out'
     code = benchmark.main([
         '--testset', setup['testset'], '--out', str(out), '--device', 'cpu', '--offline', '--richardson-lucy',
@@ -147,9 +149,10 @@ def test_benchmark_table(setup, monkeypatch, capsys):
     assert 0 <= rows['ours_gen']['dice'] <= 1 and rows['ours_gt']['dice'] == '—'
     # metrics that cannot run are marked, never numbers
     for row in rows.values():
-        for key in ('lpips', 'fid', 'niqe'):
+        for key in ('lpips', 'fid', 'niqe', 'identity'):
             assert isinstance(row[key], str) and row[key].startswith('unavailable ('), (row['method'], key)
     assert 'AlexNet' in rows['input']['lpips'] and '96×96' in rows['input']['niqe']
+    assert 'arcface_resnet18.pth' in rows['input']['identity'] or 'gfpgan' in rows['input']['identity']
     md = (out / 'benchmark.md').read_text()
     assert md == printed.strip() + '\n' or md.strip() in printed
     assert md.count('\n| ') == 1 + len(rows) and 'unavailable [1]' in md and '[1] unavailable (' in md
@@ -161,6 +164,43 @@ def test_benchmark_table(setup, monkeypatch, capsys):
     assert grid.shape[0] == 16 + 3 * (2 * SIZE + 2)
     assert grid.shape[1] == 7 * 2 * SIZE + 6 * 2
     assert sorted(os.listdir(out / 'outputs')) == sorted(rows)
+    # the quality-vs-speed plot next to the table: a PNG of sane size, drawing exactly the table's numbers
+    png = (out / 'plot.png').read_bytes()
+    assert png[:8] == b'\x89PNG\r\n\x1a\n' and 20_000 < len(png) < 2_000_000
+    plot = cv2.imread(str(out / 'plot.png'))
+    assert 300 <= plot.shape[0] <= 2000 and 600 <= plot.shape[1] <= 3000 and plot.std() > 10
+    drawn = report.quality_speed_plot(result, str(setup['root'] / 'plot_again.png'))
+    timed = [m for m, r in rows.items() if isinstance(r['ms_per_face'], float)]
+    assert timed == ['richardson_lucy', 'srvgg', 'ours_gen', 'ours_gt']
+    for key in ('psnr', 'ssim'):
+        assert drawn[key]['points'] == [(m, rows[m]['ms_per_face'], rows[m][key]) for m in timed]
+    assert drawn['psnr']['lines'] == [('input', rows['input']['psnr'])]
+    assert drawn['psnr']['left_out'] == [('perfect', 'inf')]  # infinite PSNR cannot be drawn
+    assert drawn['ssim']['lines'] == [('input', rows['input']['ssim']), ('perfect', rows['perfect']['ssim'])]
+
+
+def test_identity_column_with_random_arcface(setup, monkeypatch):
+    pytest.importorskip('gfpgan.archs.arcface_arch', reason='pip install --no-deps gfpgan==1.3.8')
+    from smfd_eval import identity
+    torch.manual_seed(0)
+    net = identity.build_arcface()
+    loaded = []
+    monkeypatch.setattr(identity, 'load_arcface', lambda weights, download: loaded.append(download) or net)
+    testset = benchmark.load_testset(setup['testset'])
+    methods = [InputMethod('input'), FolderMethod('perfect', setup['folder'])]
+    result = benchmark.evaluate(testset, methods, str(setup['root'] / 'identity'), offline=True,
+                                skip=('niqe', 'lpips', 'fid'), grid_faces=0, log=lambda m: None)
+    assert loaded == [False]  # --offline: no download
+    rows = {r['method']: r for r in result['rows']}
+    assert rows['perfect']['identity'] == pytest.approx(1.0, abs=1e-9)  # outputs identical to the GT
+    embedder = identity.IdentityEmbedder(net)
+    by_hand = [embedder.similarity(s['lq'], s['gt']) for s in testset['samples']]
+    assert rows['input']['identity'] == pytest.approx(np.mean(by_hand))
+    assert [p['identity'] for p in rows['input']['per_image']] == pytest.approx(by_hand)
+    assert max(by_hand) < 1
+    md = report.format_markdown(result)
+    assert 'Identity ↑' in md and f'{rows["input"]["identity"]:.4f}' in md
+    assert report.plot_data(result)['psnr']['lines'] == [('input', rows['input']['psnr'])]
 
 
 def test_benchmark_usage_errors(setup, capsys):
