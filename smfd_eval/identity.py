@@ -49,10 +49,9 @@ def load_arcface(weights=None, download=True, cache_dir=None):
 
     ``download=False`` never goes online (offline benchmarks). Raises IdentityUnavailable with the reason.
     """
-    net = build_arcface()
-    try:
+    try:  # the file first: offline without it, gfpgan is not even imported
         path = weights or cached_weights(ARCFACE_URL, cache_dir, WEIGHTS_SUBDIR, download=download)
-        return load_weights(net, path, None).eval()  # a bare state dict, as GFPGAN's load_network(param_key=None)
+        return load_weights(build_arcface(), path, None).eval()  # a bare state dict (GFPGAN: param_key=None)
     except (WeightsUnavailable, FileNotFoundError, ValueError) as err:
         raise IdentityUnavailable(str(err)) from err
 

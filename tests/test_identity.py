@@ -78,6 +78,8 @@ def test_offline_and_missing_package_give_reasons(tmp_path, monkeypatch):
     reason = str(err.value)
     assert str(tmp_path / 'gfpgan' / 'arcface_resnet18.pth') in reason and identity.ARCFACE_URL in reason
     assert not (tmp_path / 'gfpgan' / 'arcface_resnet18.pth').exists()
+    weights = tmp_path / 'arcface.pth'
+    torch.save(identity.build_arcface().state_dict(), weights)
     monkeypatch.setitem(sys.modules, 'gfpgan.archs.arcface_arch', None)  # as if gfpgan were not installed
     with pytest.raises(IdentityUnavailable, match='pip install --no-deps gfpgan==1.3.8'):
-        identity.load_arcface(download=False, cache_dir=str(tmp_path))
+        identity.load_arcface(str(weights))
