@@ -94,6 +94,16 @@ def _outputs_of(args, name):
     return files
 
 
+def gif_frames(path):
+    """Number of frames of a GIF (PIL), 1 when PIL cannot tell."""
+    from PIL import Image
+    try:
+        with Image.open(path) as im:
+            return int(getattr(im, 'n_frames', 1))
+    except Exception:  # the decoder already read it; a count is only for the note
+        return 1
+
+
 def check_output_folder(args, paths, names):
     """Refuse (InferenceError) an output folder that holds an input, or any output path that is an input."""
     out = os.path.realpath(args.output)
@@ -274,6 +284,16 @@ class _Run:
             write_image(os.path.join(args.output, 'side_by_side', f'{stem}.png'), side_by_side(panels))
         self.written += 1
 
+    def read(self, path):
+        """The input as float RGB; a GIF gives its first frame, with a note when it has more."""
+        img = read_image(path, self.args.max_pixels)
+        if path.lower().endswith('.gif'):
+            frames = gif_frames(path)
+            if frames > 1:
+                self.report(f'deblur: {path}: animated GIF with {frames} frames: only the first is restored '
+                            '(convert it to a video to restore every frame)')
+        return img
+
     def target_shape(self, shape):
         """The shape a face of ``shape`` is processed at (--resize)."""
         h, w = shape[:2]
@@ -288,7 +308,7 @@ class _Run:
         args = self.args
         for path, name in jobs:
             try:
-                img = read_image(path, args.max_pixels)
+                img = self.read(path)
                 out, faces = restore_in_the_wild(self.restorer, img, self.detector, self.size, args.batch,
                                                  self.device, args.only_center_face, args.det_size,
                                                  args.det_threshold, not args.no_color_match, args.resize)
@@ -318,7 +338,7 @@ class _Run:
             loaded = []
             for path, name in chunk:
                 try:
-                    img = read_image(path, args.max_pixels)
+                    img = self.read(path)
                     mask = None
                     if self.masks is not None:
                         if path not in self.masks:
