@@ -12,6 +12,7 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
 from smfd_arch.blocks import (
+    BT601,
     AttentionDecoder,
     FinalLayers,
     FusedRDCEncoder,
@@ -19,9 +20,6 @@ from smfd_arch.blocks import (
     crop_to,
     pad_to_multiple,
 )
-
-# ITU-R BT.601 luma weights, the usual RGB → gray conversion (OpenCV, PIL).
-BT601 = (0.299, 0.587, 0.114)
 
 
 @ARCH_REGISTRY.register()

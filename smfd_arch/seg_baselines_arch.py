@@ -20,8 +20,7 @@ import torch.nn.functional as F
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
-from smfd_arch.blocks import check_choice, check_positive_int, check_widths, crop_to, pad_to_multiple
-from smfd_arch.mask_generator_arch import BT601
+from smfd_arch.blocks import BT601, check_choice, check_positive_int, check_widths, crop_to, pad_to_multiple
 
 SEG_UPSAMPLE_KINDS = ('bilinear', 'nearest', 'transpose')
 STANDARD_WIDTHS = (64, 128, 256, 512, 1024)  # Ronneberger et al. 2015, Fig. 1; UNet++ with the same backbone

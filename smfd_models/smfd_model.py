@@ -15,8 +15,6 @@ Loss: MSE (§3.4.6.4) unless `train.pixel_opt` says otherwise. Validation metric
 as in SRModel) and `mask` (HW uint8 group labels of the dataset, for the region metrics); pictures are
 `blurry | mask | output | GT`.
 """
-from collections import OrderedDict
-
 import torch
 from basicsr.archs import build_network
 from basicsr.models.sr_model import SRModel
@@ -48,6 +46,7 @@ class SMFDModel(SMFDTrainingMixin, SRModel):
             self._build_mask_generator()
 
     def init_training_settings(self):
+        self.setup_fast_paths()  # train.amp / channels_last / compile / nan_guard, checked before anything is built
         super().init_training_settings()  # EMA, losses, optimizer, schedulers (SRModel)
         self.setup_protocol()
 
@@ -73,7 +72,7 @@ class SMFDModel(SMFDTrainingMixin, SRModel):
         if 'gt' in data:
             self.gt = data['gt'].to(self.device)
         if 'mask' in data:
-            self.mask_gt = data['mask'].to(self.device)
+            self.mask_gt = self.to_net_layout(data['mask'].to(self.device))
         # a dataset's own mask_source (e.g. a test set evaluated with generated masks) overrides the model's
         self.batch_mask_source = data['mask_source'][0] if data.get('mask_source') else self.mask_source
 
@@ -94,22 +93,17 @@ class SMFDModel(SMFDTrainingMixin, SRModel):
         self.mask_in = self._mask_for_net()
         return net(self.lq) if self.mask_in is None else net(self.lq, self.mask_in)
 
-    def optimize_parameters(self, current_iter):
-        self.optimizer_g.zero_grad()
-        self.output = self._forward(self.net_g)
+    # the training step itself is SMFDTrainingMixin.optimize_parameters (fast paths, NaN guard)
+    _output_attr = 'output'
 
-        l_total = 0
-        loss_dict = OrderedDict()
+    def forward_net(self, net):
+        return self._forward(net)
+
+    def loss_terms(self, output):
         if self.cri_pix:
-            loss_dict['l_pix'] = self.cri_pix(self.output, self.gt)
-            l_total = l_total + loss_dict['l_pix']
+            yield 'l_pix', self.cri_pix(output, self.gt)
         if self.cri_perceptual:
-            l_percep, l_style = self.cri_perceptual(self.output, self.gt)
-            for name, value in (('l_percep', l_percep), ('l_style', l_style)):
-                if value is not None:
-                    loss_dict[name] = value
-                    l_total = l_total + value
-        self.finish_step(current_iter, l_total, loss_dict)
+            yield from zip(('l_percep', 'l_style'), self.cri_perceptual(output, self.gt))
 
     def test(self):
         self.output = self.run_eval(lambda net: self._forward(net))

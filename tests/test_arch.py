@@ -1,4 +1,5 @@
 """Tests for smfd_arch: blocks, SMFDUNet, MaskGenerator (paper §3.4.3–3.4.5, Tables 3.1 / 3.2)."""
+import os
 import re
 from pathlib import Path
 
@@ -6,6 +7,7 @@ import pytest
 import torch
 
 from smfd_basicsr import prepare_basicsr
+from tests.helpers import REPO, run_python
 
 prepare_basicsr()
 
@@ -81,6 +83,18 @@ UNET_LAYOUT = dict(encoder_widths=(16, 32, 64, 128), bottleneck_width=256, decod
                    final_width=32, head_channels=32, dense_layers=2, growth=16)
 GEN_LAYOUT = dict(encoder_widths=(32, 64, 128), bottleneck_width=None, decoder_widths=(256, 128, 64), final_width=32,
                   head_channels=32, dense_layers=4, growth_ratio=0.25, upsample_channels='input')
+
+
+# ---- import ----
+def test_plain_import_of_smfd_arch_registers_without_warning(tmp_path):
+    # `import smfd_arch` imports basicsr's registry, which fires the start-up hook while smfd_arch is half
+    # imported; the hook's registering modules must not need names of a half-initialised module.
+    names = ('SMFDUNet', 'MaskGenerator', 'UNet', 'UNetPlusPlus')
+    code = f'import smfd_arch; from basicsr.utils.registry import ARCH_REGISTRY as A; print([n in A for n in {names}])'
+    env = {'PYTHONPATH': os.pathsep.join(filter(None, [REPO, os.environ.get('PYTHONPATH')]))}
+    plain = run_python(['-c', 'import smfd_arch'], cwd=tmp_path, env=env)
+    assert 'smfd_autoload' not in plain.stderr and 'RuntimeWarning' not in plain.stderr, plain.stderr
+    assert run_python(['-c', code], cwd=tmp_path, env=env).stdout.strip() == str([True] * len(names))
 
 
 # ---- default sizes vs the paper ----

@@ -17,8 +17,7 @@ from smfd_basicsr import prepare_basicsr
 prepare_basicsr()
 
 from smfd_arch import UNet, UNetPlusPlus  # noqa: E402
-from smfd_arch.blocks import count_bn_channels  # noqa: E402
-from smfd_arch.mask_generator_arch import BT601  # noqa: E402
+from smfd_arch.blocks import BT601, count_bn_channels  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / 'docs' / 'architecture.md'
