@@ -143,6 +143,12 @@ def validate_options(opt, source='options', is_train=None):
             _check_name(source, f'train.{key}.type', value['type'], LOSS_REGISTRY, 'loss')
     for name, metric in ((opt.get('val') or {}).get('metrics') or {}).items():
         _check_name(source, f'val.metrics.{name}.type', metric.get('type'), METRIC_REGISTRY, 'metric')
+        if metric.get('type') == 'smfd_lpips':  # offline without the backbone: refuse now, not at image 1
+            from smfd_models.metrics import lpips_unavailable
+            reason = lpips_unavailable(metric.get('net', 'alex'), metric.get('pretrained_backbone', True))
+            if reason:
+                raise OptionError(f'{source}: option val.metrics.{name}: LPIPS unavailable ({reason}); provide the '
+                                  f'weights or remove val.metrics.{name}')
 
 
 def fill_plugin_defaults(opt):

@@ -121,6 +121,15 @@ def read_part_masks(mask_paths):
     return masks
 
 
+def check_mask_fits(img_path, img_shape, mask_path, mask_shape):
+    """Refuse a mask whose aspect ratio differs from its image's: resizing it would stretch the parts off the face.
+    The same aspect ratio in another size is normal (CelebAMask-HQ: 1024² images, 512² masks) and is resized."""
+    (ih, iw), (mh, mw) = img_shape[:2], mask_shape[:2]
+    if abs(ih * mw - iw * mh) > 0.01 * ih * mw:
+        raise ValueError(f'{mask_path}: mask is {mw}x{mh}, its image {img_path} is {iw}x{ih} (another aspect '
+                         'ratio): refusing to stretch it')
+
+
 SOURCE = 'source'  # the ``size`` of --keep-source: the image keeps its stored resolution
 
 
@@ -140,6 +149,7 @@ def prepare_sample(job):
     try:
         labels = merge_part_masks(read_part_masks(mask_paths))
         img = imread_checked(img_path, cv2.IMREAD_COLOR)
+        check_mask_fits(img_path, img.shape, next(iter(mask_paths.values())), labels.shape)
         img, labels = resize_pair(img, labels, size)
         imwrite_atomic(label_out, labels)
         imwrite_atomic(img_out, img)  # BGR from OpenCV back to a normal RGB PNG

@@ -222,3 +222,28 @@ def test_test_entry_needs_val_save_img(tmp_path, monkeypatch):
     opt, _ = _parse(monkeypatch, tmp_path, text + 'val: {save_img: false}\n', is_train=False)
     assert opt['path']['results_root'] == str(tmp_path / 'results' / 'x')
     assert opt['datasets']['test_1']['phase'] == 'test'
+
+
+def test_test_entry_without_lpips_weights_refuses_before_any_work(tmp_path, monkeypatch):
+    """Offline without LPIPS' backbone weights, `basicsr/test.py` used to stop at the first image (issue 14)."""
+    import urllib.error
+
+    import lpips
+
+    from smfd_models import metrics
+    monkeypatch.setattr(torch.hub, 'get_dir', lambda: str(tmp_path / 'hub'))  # an empty cache
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError('[Errno -3] Temporary failure in name resolution')
+
+    monkeypatch.setattr(lpips, 'LPIPS', offline)
+    monkeypatch.setattr(metrics, '_LPIPS_MODELS', {})
+    text = TRAIN_OPT.replace('  train: {type', '  test_1: {type') + (
+        'val:\n  save_img: false\n  metrics:\n    psnr: {type: calculate_psnr, crop_border: 0}\n'
+        '    lpips: {type: smfd_lpips, net: alex}\n')
+    message = _refused(monkeypatch, tmp_path, text, is_train=False)
+    assert 'option val.metrics.lpips: LPIPS unavailable (the ImageNet weights of the LPIPS backbone' in message
+    assert 'alexnet-owt-7be5be79.pth' in message and 'remove val.metrics.lpips' in message
+    opt, _ = _parse(monkeypatch, tmp_path, text.replace("net: alex}", "net: alex, pretrained_backbone: false}"),
+                    is_train=False)  # nothing to download: accepted
+    assert opt['val']['metrics']['lpips']['pretrained_backbone'] is False
