@@ -20,7 +20,9 @@ from smfd_data.face_labels import NUM_CELEBAMASK_CLASSES, colorize, group_labels
 from smfd_data.image_io import (
     DEFAULT_MAX_PIXELS,
     IMAGE_EXTENSIONS,
+    check_complete,
     list_images,
+    read_bytes,
     read_image,
     read_labels,
     resize_image,
@@ -31,6 +33,7 @@ from smfd_data.image_io import (
 from smfd_inference.face_helper import DEFAULT_WEIGHTS_DIR, DETECTOR_URLS, build_face_detector
 from smfd_inference.loading import DEFAULT_SIZE, InferenceError, load_cascade, log, resolve_device
 from smfd_inference.restorer import restore_any_size, restore_in_the_wild
+from smfd_inference.sharding import Shard
 from smfd_models.checkpoint import WeightsUnavailable
 from smfd_models.fast_paths import add_fast_path_arguments, autocast_for, prepare_for_inference, to_channels_last
 from smfd_models.visualize import side_by_side
@@ -203,6 +206,8 @@ def build_parser():
                    '(mask |) output')
     p.add_argument('--ext', default='png', choices=['png', 'jpg', 'bmp', 'tif', 'webp'],
                    help='output format (default png)')
+    p.add_argument('--resume', action='store_true', help='skip inputs whose outputs already exist and are complete '
+                   '(a rerun after an interruption; also under torchrun)')
     p.add_argument('--max-pixels', type=float, default=DEFAULT_MAX_PIXELS,
                    help=f'refuse inputs larger than this many pixels (default {DEFAULT_MAX_PIXELS:.0e})')
     p.add_argument('--onnx', help='run with onnxruntime instead of PyTorch: smfd_cascade.onnx, or smfd_unet.onnx '
@@ -367,47 +372,115 @@ class _Run:
                         self.fail(path, err)
             yield len(chunk)
 
-    def size_note(self):
-        if not self.larger:
+    def size_note(self, larger):
+        """One note when faces were larger than the network's face size (``larger``: their (w, h), all shards)."""
+        if not larger:
             return
-        w, h = max(self.larger, key=lambda s: s[0] * s[1])
+        w, h = max(larger, key=lambda s: s[0] * s[1])
         if self.args.resize == 'down':
-            self.report(f'deblur: note: the network works on {self.size}² faces and {len(self.larger)} face(s) were '
+            self.report(f'deblur: note: the network works on {self.size}² faces and {len(larger)} face(s) were '
                         f'larger (up to {w}×{h}): they were processed at {self.size}² and scaled back, which loses '
                         'their fine detail; --resize none processes them at their own size (the network takes any '
                         'size, at a scale it was not trained on)')
         else:
-            self.report(f'deblur: note: the network was trained on {self.size}² faces; {len(self.larger)} face(s) '
+            self.report(f'deblur: note: the network was trained on {self.size}² faces; {len(larger)} face(s) '
                         f'were processed at their own, larger size (up to {w}×{h}) (--resize none)')
+
+
+def output_complete(args, name):
+    """True when every file the run would write for ``name`` exists and is complete (--resume): written
+    atomically, a present file is whole, and a PNG/JPEG is also checked for its end marker."""
+    for path in _outputs_of(args, name):
+        try:
+            check_complete(read_bytes(path), path)
+        except (FileNotFoundError, ValueError):
+            return False
+    return True
+
+
+def _set_up(args, shard, report):
+    """Inputs, names, masks, restorer and detector: ``(paths, names, run)``; raises the usage/weights errors."""
+    _check_usage(args)
+    device = shard.device(resolve_device(args.device))
+    paths = collect_inputs(args.input, report)
+    names = output_names(paths, args.ext)
+    check_output_folder(args, paths, names)
+    masks = match_masks(args.mask, paths) if args.mask else None
+    restorer, size, _ = load_restorer(args, device, report)
+    return paths, names, _Run(args, restorer, size, device, None, masks)
+
+
+_SETUP_ERRORS = (InferenceError, WeightsUnavailable, FileNotFoundError, ValueError, KeyError)
+
+
+def _agree(shard, err):
+    """Every process learns whether any failed its set-up; the main one prints each distinct error once."""
+    errors = [e for e in shard.gather(None if err is None else str(err).strip('"')) if e is not None]
+    if shard.main:
+        for message in dict.fromkeys(errors):
+            log(f'deblur: error: {message}')
+    return not errors
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
-        _check_usage(args)
-        device = resolve_device(args.device)
-        paths = collect_inputs(args.input, log)
-        names = output_names(paths, args.ext)
-        check_output_folder(args, paths, names)
-        masks = match_masks(args.mask, paths) if args.mask else None
-        restorer, size, _ = load_restorer(args, device)
-        detector = build_face_detector(args.detector, args.weights_dir, device) if args.detect else None
-    except (InferenceError, WeightsUnavailable, FileNotFoundError, ValueError, KeyError) as err:
-        log(f'deblur: error: {str(err).strip(chr(34))}')
+        shard = Shard.from_env()
+    except (RuntimeError, ValueError) as err:
+        log(f'deblur: error: cannot join the torchrun process group: {err}')
         return EXIT_USAGE
+    try:
+        return _main(args, shard)
+    finally:
+        shard.close()
+
+
+def _main(args, shard):
+    quiet = log if shard.main else (lambda message: None)  # notes and warnings once, not once per process
+    err = None
+    try:
+        paths, names, run = _set_up(args, shard, quiet)
+        if args.detect and shard.main:  # the main process downloads the detector weights, the others then read them
+            run.detector = build_face_detector(args.detector, args.weights_dir, run.device)
+    except _SETUP_ERRORS as error:
+        err = error
+    if not _agree(shard, err):
+        return EXIT_USAGE
+    if args.detect and not shard.main:
+        try:
+            run.detector = build_face_detector(args.detector, args.weights_dir, run.device)
+        except _SETUP_ERRORS as error:
+            err = error
+        if not _agree(shard, err):
+            return EXIT_USAGE
     from tqdm import tqdm
 
     started = time.time()
-    run = _Run(args, restorer, size, device, detector, masks)
-    jobs = list(zip(paths, names))
-    progress = tqdm(total=len(jobs), unit='img', desc='deblur', file=sys.stderr, disable=None)
+    jobs = shard.take(zip(paths, names))
+    skipped = 0
+    if args.resume:
+        todo = [(path, name) for path, name in jobs if not output_complete(args, name)]
+        skipped, jobs = len(jobs) - len(todo), todo
+    desc = f'deblur {shard.rank}/{shard.world}' if shard.distributed else 'deblur'
+    progress = tqdm(total=len(jobs), unit='img', desc=desc, file=sys.stderr, disable=None if shard.main else True)
     for done in (run.photos(jobs) if args.detect else run.aligned(jobs)):
         progress.update(done)
     progress.close()
-    run.size_note()
-    log(f'deblur: wrote {run.written} of {len(paths)} image(s) to {args.output} in {time.time() - started:.1f} s'
-        + (f'; {run.failed} failed' if run.failed else ''))
-    return EXIT_SOME_FAILED if run.failed else EXIT_OK
+    counts = shard.gather({'written': run.written, 'failed': run.failed, 'skipped': skipped, 'larger': run.larger})
+    failed = sum(c['failed'] for c in counts)
+    if shard.main:
+        run.report = log
+        run.size_note([s for c in counts for s in c['larger']])
+        written = sum(c['written'] for c in counts)
+        summary = f'deblur: wrote {written} of {len(paths)} image(s) to {args.output} in {time.time() - started:.1f} s'
+        if any(c['skipped'] for c in counts):
+            summary += f'; {sum(c["skipped"] for c in counts)} already complete (--resume)'
+        if failed:
+            summary += f'; {failed} failed'
+        if shard.distributed:
+            summary += f'; {shard.world} processes wrote ' + ', '.join(str(c['written']) for c in counts)
+        log(summary)
+    return EXIT_SOME_FAILED if failed else EXIT_OK
 
 
 if __name__ == '__main__':
