@@ -14,7 +14,14 @@ Applied once by ``smfd_basicsr.registration.after_basicsr`` right after basicsr 
   calls ``parse_options``, its first call.
 * DDP on CPU: the stock ``init_dist`` divides by the CUDA device count and ``BaseModel.model_to_device``
   passes CUDA device ids to DistributedDataParallel; without CUDA they now use gloo and plain CPU DDP.
-* options are checked before anything is built (unknown names, missing paths), see ``smfd_basicsr.options``.
+* options: ``parse_options`` itself is the plugin's (``smfd_basicsr.options``): one YAML reader with YAML 1.2
+  floats (``lr: 1e-4``, ``--force_yml train:optim_g:lr=1e6``), and every mistake (empty file, missing
+  ``dataroot_gt``, ``total_iter: 0``, unknown names, missing paths) is one line before anything is built.
+
+Why replace module attributes instead of editing a caller's globals: the entries bind ``parse_options`` and
+``load_resume_state`` by name at import (``from ... import``), so the patch sets those names on the modules that
+hold them (``basicsr.utils.options``, ``basicsr.train``/``basicsr.test`` and the ``__main__`` copy found through
+``sys.modules``); no stack frame is inspected.
 
 Each patch has its own test in tests/test_basicsr_patches.py.
 """
@@ -124,15 +131,14 @@ def _make_pipelines_cpu_safe():
             module.load_resume_state = load_resume_state
 
 
-def _wrap_parse_options(stock_parse_options):
+def _wrap_parse_options(plugin_parse_options):
+    """The plugin's ``parse_options`` (smfd_basicsr/options.py, which replaces the stock one whole) plus the two
+    fixes that must run at that moment: the CPU-safe resume loader in both copies of the pipeline, the root."""
 
-    @functools.wraps(stock_parse_options)
+    @functools.wraps(plugin_parse_options)
     def parse_options(root_path, is_train=True):
         _make_pipelines_cpu_safe()
-        opt, args = stock_parse_options(project_root(root_path), is_train=is_train)
-        from smfd_basicsr.options import fill_plugin_defaults, validate_options
-        validate_options(opt, source=args.opt)
-        fill_plugin_defaults(opt)
+        opt, args = plugin_parse_options(project_root(root_path), is_train=is_train)
         return _Options(opt), args
 
     setattr(parse_options, _PATCHED, True)
@@ -144,8 +150,9 @@ def apply():
     from basicsr.utils import options
     if getattr(options.parse_options, _PATCHED, False):
         return
+    from smfd_basicsr.options import parse_options
     stock = options.parse_options
-    patched = _wrap_parse_options(stock)
+    patched = _wrap_parse_options(parse_options)
     options.parse_options = patched
     options.init_dist = init_dist
     from basicsr.models.base_model import BaseModel

@@ -95,7 +95,7 @@ def save_npz_deterministic(path, arrays):
 
 def write_sample(folder, stem, sample, num_classes, kernels):
     """Write one sample of SMFDFaceDataset (mask_encoding 'label') into the set folder."""
-    from smfd_data.degradation import blur_ops, kernel_for_op
+    from smfd_data.degradation import output_kernels
     from smfd_data.face_labels import colorize
 
     labels = sample['mask'].numpy().astype(np.uint8)
@@ -105,7 +105,7 @@ def write_sample(folder, stem, sample, num_classes, kernels):
     write_image(osp.join(folder, 'labels_color', f'{stem}.png'), colorize(labels, num_classes=num_classes))
     params = json.loads(sample['degradation'])
     if kernels:
-        ops = [np.asarray(kernel_for_op(op), np.float32) for op in blur_ops(params)]
+        ops = output_kernels(params)
         arrays = {f'k{i:02d}': k for i, k in enumerate(ops)}
         arrays['composed'] = compose_kernels(ops)
         save_npz_deterministic(osp.join(folder, 'kernels', f'{stem}.npz'), arrays)
@@ -210,10 +210,10 @@ def read_set_sample(folder, stem, num_classes, labels=True):
 
 def read_set_kernels(folder, record):
     """The PSFs of one image in application order: from its params.json record, else from kernels/<stem>.npz."""
-    from smfd_data.degradation import blur_ops, kernel_for_op
+    from smfd_data.degradation import output_kernels
     params = record.get('degradation')
     if params and params.get('layers'):
-        return [np.asarray(kernel_for_op(op), np.float32) for op in blur_ops(params)]
+        return output_kernels(params)
     path = osp.join(folder, 'kernels', f'{record["stem"]}.npz')
     if osp.isfile(path):
         with np.load(path, allow_pickle=False) as npz:

@@ -5,7 +5,9 @@ the benchmark and the demo.
 - one completeness rule: a PNG must reach its IEND chunk, a JPEG its end-of-image marker after the scan data,
   walking the file's own structure; bytes *after* the end (phone "motion photos" append a video) are allowed, as
   OpenCV and PIL allow them, while a cut-off file is refused (OpenCV would decode it into grey rows);
-- EXIF orientation applied (phone photos are stored sideways with an orientation tag);
+- EXIF orientation applied, once (phone photos are stored sideways with an orientation tag; OpenCV's own rotation
+  is switched off);
+- GIF: the first frame;
 - non-finite pixels (NaN/inf in float TIFFs) refused: they would come out as black images;
 - atomic writes (``smfd_data.atomic_io``: a reader sees the old file or the new one, never a partial one).
 
@@ -21,7 +23,7 @@ import numpy as np
 
 from smfd_data.atomic_io import atomic_write_bytes
 
-IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
+IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.gif')  # GIF: the first frame
 BT601 = (0.299, 0.587, 0.114)  # ITU-R BT.601 luma weights, the usual RGB → gray conversion (OpenCV, PIL)
 DEFAULT_MAX_PIXELS = 40_000_000
 
@@ -155,8 +157,12 @@ def apply_orientation(img, orientation):
 
 
 def imdecode_checked(data, name, flags=cv2.IMREAD_UNCHANGED, orient=True):
-    """Bytes → OpenCV's raw decoding (BGR(A), uint8/uint16/float), checked for completeness, EXIF-oriented."""
+    """Bytes → OpenCV's raw decoding (BGR(A), uint8/uint16/float), checked for completeness, EXIF-oriented
+    (once: OpenCV's own EXIF rotation, on by default for every flag but IMREAD_UNCHANGED, is switched off).
+    A GIF gives its first frame."""
     check_complete(data, name)
+    if flags >= 0:
+        flags |= cv2.IMREAD_IGNORE_ORIENTATION
     img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags)
     if img is None or img.size == 0:
         raise ValueError(f'{name}: cannot decode the image (unreadable, unsupported or not an image file)')

@@ -34,28 +34,50 @@ def restore_faces(restorer, faces, batch_size=4, device='cpu', masks=None):
     return outputs, labels
 
 
+def restore_any_size(restorer, faces, batch_size=4, device='cpu', masks=None):
+    """``restore_faces`` for faces of different sizes: batches of equal size, results in input order."""
+    outputs, labels = [None] * len(faces), [None] * len(faces)
+    by_shape = {}
+    for i, face in enumerate(faces):
+        by_shape.setdefault(face.shape[:2], []).append(i)
+    for idx in by_shape.values():
+        out, lab = restore_faces(restorer, [faces[i] for i in idx], batch_size, device,
+                                 None if masks is None else [masks[i] for i in idx])
+        for i, o, la in zip(idx, out, lab):
+            outputs[i], labels[i] = o, la
+    return outputs, labels
+
+
 def restore_in_the_wild(restorer, img, detector, size, batch_size=4, device='cpu', only_center_face=False,
-                        det_size=640, threshold=0.8, match_color=True):
+                        det_size=640, threshold=0.8, match_color=True, resize='down'):
     """Detect, align, restore (batched) and paste back every face of ``img``.
 
-    Returns ``(restored image, list of per-face dicts {box, score, crop, output, labels})``.
+    ``resize`` 'down' warps every face onto a ``size``² crop; 'none' keeps a face larger than that at its own
+    scale in the photo (crop side = ``size`` / alignment scale), so no detail is lost to downscaling.
+    Returns ``(restored image, list of per-face dicts {box, score, crop, output, labels, native_size})``;
+    ``native_size`` is the crop side at the face's own scale.
     """
     faces = detect_faces(detector, img, det_size, threshold)
     if only_center_face and faces:
         faces = [center_face(faces, *img.shape[:2])]
-    affines, crops, kept = [], [], []
+    affines, crops, kept, native = [], [], [], []
     for face in faces:
         try:
             affine = alignment_matrix(face[2], size)
+            native_size = int(round(size / float(np.hypot(*affine[0, :2]))))
+            crop_size = native_size if resize == 'none' and native_size > size else size
+            if crop_size != size:
+                affine = alignment_matrix(face[2], crop_size)
         except ValueError:
             continue
         affines.append(affine)
-        crops.append(warp_face(img, affine, size))
+        crops.append(warp_face(img, affine, crop_size))
         kept.append(face)
-    outputs, labels = restore_faces(restorer, crops, batch_size, device) if crops else ([], [])
+        native.append(native_size)
+    outputs, labels = restore_any_size(restorer, crops, batch_size, device) if crops else ([], [])
     result = img
     for affine, output in zip(affines, outputs):
         result = paste_face(result, output, affine, match_color=match_color)
-    details = [{'box': f[0], 'score': f[1], 'crop': c, 'output': o, 'labels': lab}
-               for f, c, o, lab in zip(kept, crops, outputs, labels)]
+    details = [{'box': f[0], 'score': f[1], 'crop': c, 'output': o, 'labels': lab, 'native_size': n}
+               for f, c, o, lab, n in zip(kept, crops, outputs, labels, native)]
     return result, details

@@ -7,8 +7,8 @@ YAML keys (read with `fast_path_options(opt['train'])` by the training models):
 
     train:
       channels_last: false     # NHWC memory format for the network and its inputs
-      amp: none                # bf16 | fp16 | none — autocast of forward + loss; fp16 also needs a GradScaler
-      compile: false           # torch.compile(network) (inductor; needs a C++ compiler on CPU)
+      amp: none                # none | bf16 | fp16 — autocast of the forward (losses in fp32); fp16 adds a GradScaler
+      compile: false           # torch.compile(network) for the training forward (inductor; needs a C++ compiler)
 
 CLI flags (`add_fast_path_arguments(parser)`, used by the deblur tool): `--channels-last --amp bf16 --compile`.
 
@@ -26,6 +26,7 @@ __all__ = [
 ]
 
 AMP_CHOICES = ('bf16', 'fp16', 'none')
+_AMP_OPTION_CHOICES = 'none|bf16|fp16'
 _AMP_ALIASES = {
     'bf16': 'bf16', 'bfloat16': 'bf16',
     'fp16': 'fp16', 'float16': 'fp16', 'half': 'fp16',
@@ -43,7 +44,7 @@ def normalize_amp(value, where='amp'):
         return None
     key = str(value).strip().lower()
     if key not in _AMP_ALIASES:
-        raise ValueError(f'{where}: unknown autocast dtype {value!r}; choose one of {", ".join(AMP_CHOICES)}')
+        raise ValueError(f'{where}: {value!r} is not one of {_AMP_OPTION_CHOICES}')
     return _AMP_ALIASES[key]
 
 
@@ -61,9 +62,10 @@ def autocast_for(device, dtype='bf16'):
 
 
 def grad_scaler_for(device, amp):
-    """GradScaler for training under `amp`: enabled only for fp16 on CUDA (bf16 needs no loss scaling)."""
+    """GradScaler for training under `amp`: enabled for fp16 (its 5-bit exponent underflows small gradients; the
+    scaler also skips the step when a scaled gradient overflows); disabled (a pass-through) for bf16 and fp32."""
     device_type = torch.device(device).type
-    enabled = normalize_amp(amp) == 'fp16' and device_type == 'cuda'
+    enabled = normalize_amp(amp) == 'fp16'
     return torch.amp.GradScaler(device_type, enabled=enabled)
 
 
@@ -119,7 +121,7 @@ def fast_path_options(train_opt, where='train'):
         if value is None:
             value = False
         if not isinstance(value, bool):
-            raise ValueError(f'{where}.{key}: expected true or false, got {value!r}')
+            raise ValueError(f'{where}.{key}: {value!r} is not one of true|false')
         options[key] = value
     return options
 

@@ -44,6 +44,7 @@ class SMFDMaskGeneratorModel(SMFDTrainingMixin, BaseModel):
     def init_training_settings(self):
         self.net_g.train()
         train_opt = self.opt['train']
+        self.setup_fast_paths()  # train.amp / channels_last / compile / nan_guard, checked before anything is built
         self.setup_ema()
         if not train_opt.get('dice_opt') and not train_opt.get('ce_opt'):
             train_opt['dice_opt'] = dict(DEFAULT_DICE_OPT)
@@ -74,22 +75,20 @@ class SMFDMaskGeneratorModel(SMFDTrainingMixin, BaseModel):
                 mask = mask[:, 0]
             self.target = mask.long().to(self.device)
 
-    def optimize_parameters(self, current_iter):
-        self.optimizer_g.zero_grad()
-        self.logits = self.net_g(self.lq)
+    # the training step itself is SMFDTrainingMixin.optimize_parameters (fast paths, NaN guard)
+    _output_attr = 'logits'
 
-        l_total = 0
-        loss_dict = OrderedDict()
+    def forward_net(self, net):
+        return net(self.lq)
+
+    def loss_terms(self, logits):
         if self.cri_dice:
-            loss_dict['l_dice'] = self.cri_dice(self.logits, self.target)
-            l_total = l_total + loss_dict['l_dice']
+            yield 'l_dice', self.cri_dice(logits, self.target)
         if self.cri_ce:
-            loss_dict['l_ce'] = self.cri_ce(self.logits, self.target)
-            l_total = l_total + loss_dict['l_ce']
-        self.finish_step(current_iter, l_total, loss_dict)
+            yield 'l_ce', self.cri_ce(logits, self.target)
 
     def test(self):
-        self.logits = self.run_eval(lambda net: net(self.lq))
+        self.logits = self.run_eval(self.forward_net)
 
     def get_current_visuals(self):
         out_dict = OrderedDict(lq=self.lq.detach().cpu(), result=self.logits.detach().argmax(dim=1).cpu())

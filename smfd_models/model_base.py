@@ -15,11 +15,61 @@ from tqdm import tqdm
 from smfd_data.atomic_io import atomic_write_json
 from smfd_data.image_io import imwrite_atomic, write_image
 from smfd_models.checkpoint import atomic_torch_save, load_state_dict_safely
+from smfd_models.fast_paths import (
+    autocast_for,
+    compile_module,
+    fast_path_options,
+    grad_scaler_for,
+    set_channels_last,
+    to_channels_last,
+)
 from smfd_models.protocol import SMFDEarlyStop, TrainingProtocol, parse_protocol_options
 
-__all__ = ['SUPPORTED_OPTIMIZERS', 'SMFDTrainingMixin']
+__all__ = ['SUPPORTED_OPTIMIZERS', 'NAN_GUARD_DEFAULTS', 'SMFDTrainingMixin', 'parse_nan_guard_options',
+           'weights_problem']
 
 SUPPORTED_OPTIMIZERS = ('Adam', 'AdamW', 'SGD')
+# max_abs_weight: trained restoration nets keep |w| far below 1e3; an lr blow-up (Adam moves each weight by ~lr per
+# step) lands far above. null: check finiteness only.
+NAN_GUARD_DEFAULTS = {'max_consecutive_skips': 10, 'max_abs_weight': 1e4}
+
+
+def parse_nan_guard_options(section, where='train.nan_guard'):
+    """`train.nan_guard` with defaults: `{'max_consecutive_skips': int >= 1, 'max_abs_weight': float > 0 or None}`."""
+    if section is None:
+        section = {}
+    if not isinstance(section, dict):
+        raise ValueError(f'{where}: expected a mapping (max_consecutive_skips, max_abs_weight), got {section!r}')
+    unknown = sorted(set(section) - set(NAN_GUARD_DEFAULTS))
+    if unknown:
+        raise ValueError(f'{where}: unknown key(s) {unknown}; valid: {", ".join(NAN_GUARD_DEFAULTS)}')
+    options = dict(NAN_GUARD_DEFAULTS, **section)
+    skips = options['max_consecutive_skips']
+    if isinstance(skips, bool) or not isinstance(skips, int) or skips < 1:
+        raise ValueError(f'{where}.max_consecutive_skips: {skips!r} is not an integer >= 1')
+    bound = options['max_abs_weight']
+    if bound is not None:
+        try:
+            value = float(bound)  # YAML reads 1e4 (no dot) as a string
+        except (TypeError, ValueError):
+            value = float('nan')
+        if isinstance(bound, bool) or not value > 0:
+            raise ValueError(f'{where}.max_abs_weight: {bound!r} is not a number > 0 (or null)')
+        options['max_abs_weight'] = value
+    return options
+
+
+def weights_problem(tensors, max_abs_weight=None):
+    """'' when every tensor is finite and |w| <= max_abs_weight; otherwise what is wrong (for a message)."""
+    tensors = [t.detach() for t in tensors if torch.is_tensor(t) and t.is_floating_point() and t.numel()]
+    if not tensors:
+        return ''
+    largest = float(torch.nn.utils.get_total_norm(tensors, norm_type=float('inf')))
+    if largest != largest or largest == float('inf'):
+        return 'non-finite (NaN/inf)'
+    if max_abs_weight is not None and largest > max_abs_weight:
+        return f'exploded (largest |weight| {largest:.4g} > train.nan_guard.max_abs_weight {max_abs_weight:g})'
+    return ''
 
 
 class SMFDTrainingMixin:
@@ -29,7 +79,9 @@ class SMFDTrainingMixin:
     - `load_network` without executing code (`weights_only=True`);
     - `model_to_device`: DDP without `device_ids` on CPU (gloo);
     - optimizers Adam / AdamW / SGD; `train.scheduler` optional (constant lr, or the plateau protocol);
-    - `check_finite_losses`: a NaN/inf loss stops training before `optimizer.step`;
+    - `optimize_parameters` for both models: `train.amp` autocast (+ GradScaler for fp16), `train.channels_last`,
+      `train.compile`, and the NaN guard: a non-finite loss or gradient skips the step before `optimizer.step`
+      (N in a row stop training), exploded weights stop it, and no checkpoint is written with such weights;
     - `nondist_validation`: BasicSR's loop (metrics, best values, tensorboard scalars) plus comparison pictures
       on disk and in tensorboard; subclasses provide `validation_sample()`;
     - the §3.4.6.3 protocol (plateau, early stop, save-best) after each validation.
@@ -82,37 +134,128 @@ class SMFDTrainingMixin:
             sections = ', '.join(f'{k} on {v["metric"]} ({v["mode"]})' for k, v in config.items() if k != 'dataset')
             get_root_logger().info(f'Training protocol (§3.4.6.3): {sections}')
 
+    # ------------------------------------------------------------------ fast paths (docs/performance.md)
+    def setup_fast_paths(self):
+        """`train.amp`, `train.channels_last`, `train.compile` (smfd_models.fast_paths) and `train.nan_guard`,
+        validated before the optimizer is built: a bad value is one line naming the key."""
+        train_opt = self.opt['train']
+        self.fast = fast_path_options(train_opt)
+        self.nan_guard = parse_nan_guard_options(train_opt.get('nan_guard'))
+        if self.fast['channels_last']:
+            set_channels_last(self.net_g)  # in place (param.data): the optimizer's references stay valid
+        # fp16 needs loss scaling; for bf16 / fp32 the scaler is a pass-through (scale() returns the loss)
+        self.grad_scaler = grad_scaler_for(self.device, self.fast['amp'])
+        # the compiled wrapper shares net_g's parameters; net_g itself is what is saved, validated and EMA'd
+        self.train_net = compile_module(self.net_g) if self.fast['compile'] else self.net_g
+        self._consecutive_skips, self.skipped_steps = 0, 0
+        enabled = [k for k, v in self.fast.items() if v]
+        if enabled:
+            get_root_logger().info('Training fast paths: ' + ', '.join(
+                f'{k}={v}' if k == 'amp' else k for k, v in self.fast.items() if v))
+
+    def to_net_layout(self, x):
+        """A network input in the layout of `train.channels_last` (NHWC when on; unchanged otherwise)."""
+        return to_channels_last(x) if getattr(self, 'fast', {}).get('channels_last') else x
+
     # ------------------------------------------------------------------ data
     def degraded_input(self, data):
         """`data['lq']` on the device; for samples of a dataset with `degrade_on_device: true` (which hands over
         the sharp face, the drawn parameters and `degrade_on_device`), the same §3.4.1 degradation applied here by
-        `smfd_data.degradation_torch.degrade_batch`."""
+        `smfd_data.degradation_torch.degrade_batch` (in fp32, outside autocast); in the network's memory layout."""
         on_device = data.get('degrade_on_device')
         if on_device is None or not bool(torch.as_tensor(on_device).any()):
-            return data['lq'].to(self.device)
+            return self.to_net_layout(data['lq'].to(self.device))
         from smfd_data.degradation_torch import degrade_batch
-        return degrade_batch(data['gt'], list(data['degradation']), self.device)
+        return self.to_net_layout(degrade_batch(data['gt'], list(data['degradation']), self.device))
 
-    # ------------------------------------------------------------------ safety
-    @staticmethod
-    def check_finite_losses(current_iter, l_total, loss_dict):
-        """Raise before backward/optimizer.step when the loss is NaN/inf, naming the iteration and the terms."""
-        if bool(torch.isfinite(l_total.detach()).all()):
-            return
-        terms = ', '.join(f'{name}={float(value.detach().mean()):.6g}' for name, value in loss_dict.items())
-        total = float(l_total.detach())
-        raise RuntimeError(f'Non-finite loss at iteration {current_iter}: {terms} (total {total:.6g}). '
-                           'Training stopped before optimizer.step, so the weights stay finite; lower the '
-                           'learning rate or check the data, then resume from the last checkpoint.')
+    # ------------------------------------------------------------------ training step
+    # Subclasses provide `forward_net(net)` (the network output for the current batch), `loss_terms(output)`
+    # (pairs (name, loss or None)) and `_output_attr` (where the output is kept: 'output', 'logits').
+    def optimize_parameters(self, current_iter):
+        """One training step of either model: forward under `train.amp` autocast, losses in fp32, NaN guard."""
+        self.optimizer_g.zero_grad(set_to_none=True)
+        buffers = self._buffer_snapshot()
+        with autocast_for(self.device, self.fast['amp']):
+            output = self.forward_net(self.train_net)
+        output = output.float()  # the losses (Dice's softmax, MSE) in fp32 whatever the forward's dtype
+        setattr(self, self._output_attr, output)
+        loss_dict = OrderedDict((name, value) for name, value in self.loss_terms(output) if value is not None)
+        if not loss_dict:
+            raise ValueError('no loss configured in train (e.g. pixel_opt / dice_opt)')
+        self.finish_step(current_iter, sum(loss_dict.values()), loss_dict, buffers)
 
-    def finish_step(self, current_iter, l_total, loss_dict):
-        """The end of every optimize_parameters: NaN guard, backward, step, logged losses, EMA update."""
-        self.check_finite_losses(current_iter, l_total, loss_dict)
-        l_total.backward()
-        self.optimizer_g.step()
+    def _buffer_snapshot(self):
+        """Copies of net_g's buffers (BN running statistics and counters): a NaN forward pollutes them even when
+        the step is skipped; they are a few kB."""
+        net = self.get_bare_model(self.net_g)
+        return {name: buf.detach().clone() for name, buf in net.named_buffers()}
+
+    def finish_step(self, current_iter, l_total, loss_dict, buffers=None):
+        """Backward, then the NaN guard *before* `optimizer.step`: a non-finite loss or gradient skips the step
+        (weights, optimizer state and BN statistics unchanged); `train.nan_guard.max_consecutive_skips` skips in
+        a row stop training. After the step, weights that are non-finite or larger than
+        `train.nan_guard.max_abs_weight` stop training at once (and `save_network` refuses to write them)."""
+        scaler = self.grad_scaler
+        scaler.scale(l_total).backward()  # NaN losses too: under DDP every rank must join the all-reduce
+        if scaler.is_enabled():
+            scaler.unscale_(self.optimizer_g)
+        params = [p for group in self.optimizer_g.param_groups for p in group['params'] if p.grad is not None]
+        loss_ok = bool(torch.isfinite(l_total.detach()).all())
+        grad_norm = torch.nn.utils.get_total_norm([p.grad for p in params]) if params else torch.zeros(())
+        bad = torch.tensor([float(not loss_ok or not bool(torch.isfinite(grad_norm)))], device=l_total.device)
+        if self.opt.get('dist'):  # the same decision on every rank (the losses are per rank)
+            torch.distributed.all_reduce(bad, op=torch.distributed.ReduceOp.MAX)
         self.log_dict = self.reduce_loss_dict(loss_dict)
+        if bool(bad.item()):
+            # fp16: an overflow of the *scaled* gradient is the GradScaler's normal way of finding its scale (it
+            # skips the step and halves the scale); it counts towards the stop only once the scale is below 1
+            overflow = scaler.is_enabled() and loss_ok and scaler.get_scale() >= 1
+            if scaler.is_enabled():
+                scaler.step(self.optimizer_g)  # sees the inf and skips
+                scaler.update()
+            self._skip_step(current_iter, loss_dict, loss_ok, float(grad_norm), buffers, overflow)
+            return
+        scaler.step(self.optimizer_g)
+        scaler.update()
+        self._consecutive_skips = 0
+        self.check_weights(current_iter)
         if self.ema_decay > 0:
             self.model_ema(decay=self.ema_decay)
+
+    def _skip_step(self, current_iter, loss_dict, loss_ok, grad_norm, buffers, overflow=False):
+        self.optimizer_g.zero_grad(set_to_none=True)
+        if buffers:
+            net_buffers = dict(self.get_bare_model(self.net_g).named_buffers())
+            with torch.no_grad():
+                for name, value in buffers.items():
+                    net_buffers[name].copy_(value)
+        self.skipped_steps += 1
+        if overflow:
+            get_root_logger().info(f'fp16 gradient overflow at iteration {current_iter}: step skipped, loss scale '
+                                   f'lowered to {self.grad_scaler.get_scale():g}.')
+            return
+        self._consecutive_skips += 1
+        limit = self.nan_guard['max_consecutive_skips']
+        terms = ', '.join(f'{name}={float(value.detach().float().mean()):.6g}' for name, value in loss_dict.items())
+        what = 'loss' if not loss_ok else 'gradient'
+        get_root_logger().warning(
+            f'Non-finite {what} at iteration {current_iter} ({terms}, gradient norm {grad_norm:.6g}): step skipped, '
+            f'weights unchanged ({self._consecutive_skips} in a row; stop at {limit}).')
+        if self._consecutive_skips >= limit:
+            raise RuntimeError(
+                f'Non-finite loss or gradient in {self._consecutive_skips} consecutive iterations (the last '
+                f'{current_iter}: {terms}); training stopped before any of them changed the weights (limit '
+                'train.nan_guard.max_consecutive_skips). Lower the learning rate or check the data, then resume '
+                'from the last checkpoint.')
+
+    def check_weights(self, current_iter):
+        """Raise when net_g's parameters are non-finite or exceed `train.nan_guard.max_abs_weight`."""
+        problem = weights_problem(self.get_bare_model(self.net_g).parameters(), self.nan_guard['max_abs_weight'])
+        if problem:
+            raise RuntimeError(
+                f'The optimizer step of iteration {current_iter} left the weights {problem}; training stopped and '
+                'no checkpoint is written with them. Lower the learning rate (or raise '
+                'train.nan_guard.max_abs_weight if such weights are intended), then resume from the last checkpoint.')
 
     def run_eval(self, forward):
         """``forward(net)`` on the EMA network when there is one, in eval mode, without grad; mode restored."""
@@ -141,7 +284,8 @@ class SMFDTrainingMixin:
 
     @master_only
     def save_network(self, net, net_label, current_iter, param_key='params'):
-        """BasicSR's format `{'params': ..., 'params_ema': ...}`, written atomically (tmp + fsync + replace)."""
+        """BasicSR's format `{'params': ..., 'params_ema': ...}`, written atomically (tmp + fsync + replace);
+        refused (RuntimeError, nothing written) for non-finite or exploded weights (`train.nan_guard`)."""
         if current_iter == -1:
             current_iter = 'latest'
         save_path = osp.join(self.opt['path']['models'], f'{net_label}_{current_iter}.pth')
@@ -150,8 +294,14 @@ class SMFDTrainingMixin:
         if len(nets) != len(keys):
             raise ValueError(f'save_network: {len(nets)} networks but {len(keys)} param keys')
         save_dict = {}
+        bound = getattr(self, 'nan_guard', NAN_GUARD_DEFAULTS)['max_abs_weight']
         for net_, key in zip(nets, keys):
-            state_dict = self.get_bare_model(net_).state_dict()
+            bare = self.get_bare_model(net_)
+            problem = weights_problem(bare.parameters(), bound) or weights_problem(bare.buffers())
+            if problem:  # a checkpoint to resume from must be one that can train on
+                raise RuntimeError(f'Not saving {save_path}: the weights ({key}) are {problem}; the checkpoints '
+                                   'already written are kept. Resume from the last one with a lower learning rate.')
+            state_dict = bare.state_dict()
             save_dict[key] = OrderedDict(
                 ((k[7:] if k.startswith('module.') else k), v.cpu()) for k, v in state_dict.items())
         self._save_with_retry(save_dict, save_path)

@@ -5,7 +5,8 @@ The deblurring network gets the blurry image and a semantic mask (§3.3). `mask_
 - `gt`: the dataset's mask (ground-truth labels, or predicted ones via the dataset's `mask_root_pred`):
   "Ours with Original Mask" in Table 4.2 and every row of Table 4.3;
 - `generator`: a frozen, pretrained MaskGenerator (`network_mask`, `path.pretrain_network_mask`) predicts it
-  from the blurry input; its softmax probabilities are the mask ("Ours with Generated Masks", Table 4.2);
+  from the blurry input; the one-hot of its prediction (`mask_handoff: onehot`, default) or its softmax
+  probabilities (`soft`) are the mask ("Ours with Generated Masks", Table 4.2);
 - `none`: no mask (`network_g.use_mask: false`), the "backbone without semantic mask branch" of Table 4.3.
 
 A val/test dataset may override it (`datasets.test_2.mask_source: generator`): the dataset puts its source into
@@ -15,15 +16,13 @@ Loss: MSE (§3.4.6.4) unless `train.pixel_opt` says otherwise. Validation metric
 as in SRModel) and `mask` (HW uint8 group labels of the dataset, for the region metrics); pictures are
 `blurry | mask | output | GT`.
 """
-from collections import OrderedDict
-
 import torch
 from basicsr.archs import build_network
 from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger, tensor2img
 from basicsr.utils.registry import MODEL_REGISTRY
 
-from smfd_models.mask_source import check_mask_source
+from smfd_models.mask_source import check_mask_source, handoff_mask
 from smfd_models.model_base import SMFDTrainingMixin
 from smfd_models.visualize import labels_to_rgb, mask_to_labels, side_by_side, tensor_to_rgb
 
@@ -39,6 +38,7 @@ class SMFDModel(SMFDTrainingMixin, SRModel):
 
     def __init__(self, opt):
         self.mask_source, mask_sources = check_mask_source(opt)
+        self.mask_handoff = opt.get('mask_handoff', 'onehot')  # checked by check_mask_source
         train_opt = opt.get('train') or {}
         if opt.get('is_train') and not train_opt.get('pixel_opt') and not train_opt.get('perceptual_opt'):
             train_opt['pixel_opt'] = dict(DEFAULT_PIXEL_OPT)
@@ -48,6 +48,7 @@ class SMFDModel(SMFDTrainingMixin, SRModel):
             self._build_mask_generator()
 
     def init_training_settings(self):
+        self.setup_fast_paths()  # train.amp / channels_last / compile / nan_guard, checked before anything is built
         super().init_training_settings()  # EMA, losses, optimizer, schedulers (SRModel)
         self.setup_protocol()
 
@@ -65,7 +66,8 @@ class SMFDModel(SMFDTrainingMixin, SRModel):
         self.net_mask.eval()
         for param in self.net_mask.parameters():
             param.requires_grad_(False)
-        get_root_logger().info('Mask source: frozen MaskGenerator (softmax probabilities).')
+        get_root_logger().info(f'Mask source: frozen MaskGenerator, mask_handoff {self.mask_handoff} '
+                               f'({"one-hot of the argmax" if self.mask_handoff == "onehot" else "softmax"}).')
 
     # ------------------------------------------------------------------ data / forward
     def feed_data(self, data):
@@ -73,7 +75,7 @@ class SMFDModel(SMFDTrainingMixin, SRModel):
         if 'gt' in data:
             self.gt = data['gt'].to(self.device)
         if 'mask' in data:
-            self.mask_gt = data['mask'].to(self.device)
+            self.mask_gt = self.to_net_layout(data['mask'].to(self.device))
         # a dataset's own mask_source (e.g. a test set evaluated with generated masks) overrides the model's
         self.batch_mask_source = data['mask_source'][0] if data.get('mask_source') else self.mask_source
 
@@ -88,28 +90,23 @@ class SMFDModel(SMFDTrainingMixin, SRModel):
                                  'mask_root_pred, or use mask_source: generator)')
             return self.mask_gt
         with torch.no_grad():
-            return torch.softmax(self.net_mask(self.lq), dim=1)
+            return handoff_mask(self.net_mask(self.lq), self.mask_handoff, self.num_classes)
 
     def _forward(self, net):
         self.mask_in = self._mask_for_net()
         return net(self.lq) if self.mask_in is None else net(self.lq, self.mask_in)
 
-    def optimize_parameters(self, current_iter):
-        self.optimizer_g.zero_grad()
-        self.output = self._forward(self.net_g)
+    # the training step itself is SMFDTrainingMixin.optimize_parameters (fast paths, NaN guard)
+    _output_attr = 'output'
 
-        l_total = 0
-        loss_dict = OrderedDict()
+    def forward_net(self, net):
+        return self._forward(net)
+
+    def loss_terms(self, output):
         if self.cri_pix:
-            loss_dict['l_pix'] = self.cri_pix(self.output, self.gt)
-            l_total = l_total + loss_dict['l_pix']
+            yield 'l_pix', self.cri_pix(output, self.gt)
         if self.cri_perceptual:
-            l_percep, l_style = self.cri_perceptual(self.output, self.gt)
-            for name, value in (('l_percep', l_percep), ('l_style', l_style)):
-                if value is not None:
-                    loss_dict[name] = value
-                    l_total = l_total + value
-        self.finish_step(current_iter, l_total, loss_dict)
+            yield from zip(('l_percep', 'l_style'), self.cri_perceptual(output, self.gt))
 
     def test(self):
         self.output = self.run_eval(lambda net: self._forward(net))

@@ -29,3 +29,38 @@ def write_yaml(path, data):
     with open(path, 'w') as f:
         yaml.safe_dump(data, f, sort_keys=False)
     return str(path)
+
+
+# In-process training models (SMFDModel / SMFDMaskGeneratorModel) on a tiny net, for step-level tests.
+TINY_STEP_NETS = {
+    'SMFDModel': {'type': 'SMFDUNet', 'encoder_widths': [4, 8, 8, 8], 'bottleneck_width': 8,
+                  'decoder_widths': [8, 8, 8, 8], 'final_width': 8, 'dense_layers': 1, 'head_channels': 8},
+    'SMFDMaskGeneratorModel': {'type': 'MaskGenerator', 'in_channels': 3, 'num_classes': 5,
+                               'encoder_widths': [4, 8, 8], 'decoder_widths': [8, 8, 8], 'final_width': 8,
+                               'dense_layers': 1, 'head_channels': 8},
+}
+
+
+def tiny_training_model(tmp_path, model_type='SMFDModel', seed=0, train=None, **extra):
+    """A built training model (num_gpu 0) with Adam lr 1e-3 and `train` merged into its train section."""
+    import torch
+    from basicsr.models import build_model
+
+    from smfd_basicsr import register
+    register()
+    opt = {'name': 'unit', 'model_type': model_type, 'num_gpu': 0, 'is_train': True, 'dist': False, 'rank': 0,
+           'world_size': 1, 'network_g': dict(TINY_STEP_NETS[model_type]),
+           'path': {'models': str(tmp_path / 'models'), 'training_states': str(tmp_path / 'states'),
+                    'visualization': str(tmp_path / 'vis')},
+           'train': {'optim_g': {'type': 'Adam', 'lr': 1e-3}, 'total_iter': 10, **(train or {})}}
+    opt.update(extra)
+    torch.manual_seed(seed)
+    return build_model(opt)
+
+
+def tiny_batch(b=2, size=32, seed=0):
+    """{'lq', 'gt', 'mask'} of random images and integer labels (5 classes)."""
+    import torch
+    gen = torch.Generator().manual_seed(seed)
+    return {'lq': torch.rand(b, 3, size, size, generator=gen), 'gt': torch.rand(b, 3, size, size, generator=gen),
+            'mask': torch.randint(0, 5, (b, size, size), generator=gen)}

@@ -132,12 +132,118 @@ def test_model_to_device_wraps_cpu_models_in_ddp_without_device_ids(monkeypatch)
     assert BaseModel.model_to_device(model, net) is net  # the stock path: no DDP without dist
 
 
-def test_parse_options_checks_the_file_before_anything_is_built(tmp_path, monkeypatch):
+def _parse(monkeypatch, tmp_path, text, *extra, is_train=True):
+    """parse_options as the stock entries call it, on an option file holding ``text``."""
     from basicsr.utils import options
-    opt_file = tmp_path / 'bad.yml'
-    opt_file.write_text('name: x\nnum_gpu: 0\ndatasets: {}\npath: {}\nmodel_type: SMFDModle\nnetwork_g: {type: SMFDUNet}\n')
-    monkeypatch.setattr(sys, 'argv', ['train.py', '-opt', str(opt_file)])
+    opt_file = tmp_path / 'opt.yml'
+    opt_file.write_text(text)
+    monkeypatch.setattr(sys, 'argv', ['train.py', '-opt', str(opt_file), *extra])
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(ValueError, match="option 'model_type': unknown model 'SMFDModle'"):
-        options.parse_options(sysconfig.get_paths()['purelib'], is_train=True)
-    assert not (tmp_path / 'experiments').exists()
+    return options.parse_options(sysconfig.get_paths()['purelib'], is_train=is_train)
+
+
+def _refused(monkeypatch, tmp_path, text, *extra, is_train=True):
+    with pytest.raises(SystemExit) as info:
+        _parse(monkeypatch, tmp_path, text, *extra, is_train=is_train)
+    message = str(info.value.code)
+    assert '\n' not in message and message.startswith('train.py: error: ')
+    assert not (tmp_path / 'experiments').exists() and not (tmp_path / 'results').exists()
+    return message
+
+
+TRAIN_OPT = f"""name: x
+model_type: SRModel
+num_gpu: 0
+datasets:
+  train: {{type: PairedImageDataset, dataroot_gt: {REPO}, dataroot_lq: {REPO}, batch_size_per_gpu: 2}}
+network_g: {{type: SMFDUNet}}
+path: {{}}
+train:
+  optim_g: {{type: Adam, lr: 1e-4}}
+  total_iter: 4
+logger: {{print_freq: 1, save_checkpoint_freq: 2}}
+"""
+
+
+def test_parse_options_checks_the_file_before_anything_is_built(tmp_path, monkeypatch):
+    message = _refused(monkeypatch, tmp_path, TRAIN_OPT.replace('SRModel', 'SMFDModle'))
+    assert "option 'model_type': unknown model 'SMFDModle'" in message
+
+
+@pytest.mark.parametrize('text', ['', '\n\n', '# only a comment\n# and another\n'])
+def test_empty_option_file_is_one_line_naming_the_file(tmp_path, monkeypatch, text):
+    """Issue 14 item 8 (stock: TypeError: 'NoneType' object does not support item assignment)."""
+    message = _refused(monkeypatch, tmp_path, text)
+    assert f'{tmp_path / "opt.yml"}: expected a mapping of options, the file holds nothing' in message
+
+
+def test_yaml_1_2_floats_in_the_file_and_in_force_yml(tmp_path, monkeypatch):
+    """Issue 14 item 9: PyYAML (YAML 1.1) reads 1e-4 and 1e6 as strings; the plugin reads them as floats."""
+    opt, _ = _parse(monkeypatch, tmp_path, TRAIN_OPT)
+    assert opt['train']['optim_g']['lr'] == 1e-4 and isinstance(opt['train']['optim_g']['lr'], float)
+    opt, _ = _parse(monkeypatch, tmp_path, TRAIN_OPT, '--force_yml', 'train:optim_g:lr=1e6', 'train:total_iter=8')
+    assert opt['train']['optim_g']['lr'] == 1e6 and isinstance(opt['train']['optim_g']['lr'], float)
+    assert opt['train']['total_iter'] == 8 and opt['path']['experiments_root'] == str(tmp_path / 'experiments' / 'x')
+
+
+@pytest.mark.parametrize('entry, expected', [
+    ('train:optim_g:lR=1e-3', "option 'train.optim_g.lR' is not in"),
+    ('train:optim_g:lr', 'expected KEY:SUBKEY=VALUE'),
+    ('train:optim_g:lr=fast', "option train.optim_g.lr: expected a number, got str 'fast'"),
+    ('train:total_iter=0', 'option train.total_iter: must be >= 1, got 0'),
+])
+def test_force_yml_mistakes_are_one_line(tmp_path, monkeypatch, entry, expected):
+    assert expected in _refused(monkeypatch, tmp_path, TRAIN_OPT, '--force_yml', entry)
+
+
+@pytest.mark.parametrize('old, new, expected', [
+    (f'dataroot_gt: {REPO}, ', '', 'option datasets.train.dataroot_gt: missing'),  # issue 14 item 10
+    ('total_iter: 4', 'total_iter: 0', 'option train.total_iter: must be >= 1, got 0'),  # issue 14 item 5
+    ('total_iter: 4', 'total_iter: -3', 'option train.total_iter: must be >= 1, got -3'),
+    ('total_iter: 4', 'total_iter: 4.5', 'option train.total_iter: expected an integer, got float 4.5'),
+    ('total_iter: 4', 'total_iter: [4]', 'option train.total_iter: expected an integer, got list [4]'),
+    ('  total_iter: 4\n', '', 'option train.total_iter: missing'),
+    ('lr: 1e-4', 'lr: -1e-4', 'option train.optim_g.lr: must be > 0, got -0.0001'),
+    ('name: x\n', '', 'option name: missing'),
+    ('num_gpu: 0', 'num_gpu: two', "option num_gpu: expected an integer, got str 'two'"),
+    ('logger: {print_freq: 1, ', 'logger: {print_freq: 0, ', 'option logger.print_freq: must be >= 1, got 0'),
+    ('batch_size_per_gpu: 2', 'batch_size_per_gpu: 0', 'option datasets.train.batch_size_per_gpu: must be >= 1'),
+    ('path: {}', 'path: [1]', 'option path: expected a mapping, got list [1]'),
+    ('  train: {type', '  training: {type', "option datasets.training: training reads only 'train' and 'val*'"),
+])
+def test_option_mistakes_are_one_line_naming_the_key(tmp_path, monkeypatch, old, new, expected):
+    assert old in TRAIN_OPT
+    assert expected in _refused(monkeypatch, tmp_path, TRAIN_OPT.replace(old, new, 1))
+
+
+def test_test_entry_needs_val_save_img(tmp_path, monkeypatch):
+    text = TRAIN_OPT.replace('  train: {type', '  test_1: {type')
+    assert 'option val: missing' in _refused(monkeypatch, tmp_path, text, is_train=False)
+    opt, _ = _parse(monkeypatch, tmp_path, text + 'val: {save_img: false}\n', is_train=False)
+    assert opt['path']['results_root'] == str(tmp_path / 'results' / 'x')
+    assert opt['datasets']['test_1']['phase'] == 'test'
+
+
+def test_test_entry_without_lpips_weights_refuses_before_any_work(tmp_path, monkeypatch):
+    """Offline without LPIPS' backbone weights, `basicsr/test.py` used to stop at the first image (issue 14)."""
+    import urllib.error
+
+    import lpips
+
+    from smfd_models import metrics
+    monkeypatch.setattr(torch.hub, 'get_dir', lambda: str(tmp_path / 'hub'))  # an empty cache
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError('[Errno -3] Temporary failure in name resolution')
+
+    monkeypatch.setattr(lpips, 'LPIPS', offline)
+    monkeypatch.setattr(metrics, '_LPIPS_MODELS', {})
+    text = TRAIN_OPT.replace('  train: {type', '  test_1: {type') + (
+        'val:\n  save_img: false\n  metrics:\n    psnr: {type: calculate_psnr, crop_border: 0}\n'
+        '    lpips: {type: smfd_lpips, net: alex}\n')
+    message = _refused(monkeypatch, tmp_path, text, is_train=False)
+    assert 'option val.metrics.lpips: LPIPS unavailable (the ImageNet weights of the LPIPS backbone' in message
+    assert 'alexnet-owt-7be5be79.pth' in message and 'remove val.metrics.lpips' in message
+    opt, _ = _parse(monkeypatch, tmp_path, text.replace("net: alex}", "net: alex, pretrained_backbone: false}"),
+                    is_train=False)  # nothing to download: accepted
+    assert opt['val']['metrics']['lpips']['pretrained_backbone'] is False

@@ -29,8 +29,9 @@ MASK_TINY = dict(type='MaskGenerator', encoder_widths=[4, 8], decoder_widths=[8]
                  growth=2, growth_ratio=None, head_channels=4, cbam_reduction=2)
 
 
-def make_tiny_experiment(root, name, net_opt, seed=0, size=SIZE, extra=None):
-    """experiments/<name>/{<name>.yml, models/net_g_latest.pth} as BasicSR's training leaves them."""
+def make_tiny_experiment(root, name, net_opt, seed=0, size=SIZE, extra=None, total_iter=10):
+    """experiments/<name>/{<name>.yml, models/net_g_latest.pth} as BasicSR's training leaves them after
+    ``total_iter`` iterations (random weights: the iterations are only recorded)."""
     from basicsr.utils.registry import ARCH_REGISTRY
     torch.manual_seed(seed)
     kwargs = {k: v for k, v in net_opt.items() if k != 'type'}
@@ -43,7 +44,7 @@ def make_tiny_experiment(root, name, net_opt, seed=0, size=SIZE, extra=None):
     ckpt = os.path.join(folder, 'models', 'net_g_latest.pth')
     atomic_torch_save({'params': net.state_dict()}, ckpt)
     opt = {'name': name, 'model_type': 'SMFDModel', 'network_g': dict(net_opt),
-           'datasets': {'train': {'gt_size': size}}, **(extra or {})}
+           'datasets': {'train': {'gt_size': size}}, 'train': {'total_iter': total_iter}, **(extra or {})}
     with open(os.path.join(folder, f'{name}.yml'), 'w') as f:
         yaml.safe_dump(opt, f)
     return ckpt

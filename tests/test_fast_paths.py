@@ -21,7 +21,7 @@ from smfd_models.fast_paths import (  # noqa: E402
     prepare_for_inference,
     to_channels_last,
 )
-from tests.helpers import TINY_MASK, TINY_UNET  # noqa: E402
+from tests.helpers import TINY_MASK, TINY_UNET, tiny_batch, tiny_training_model  # noqa: E402
 
 # bf16 keeps 8 mantissa bits (~2-3 significant digits): documented tolerance in docs/performance.md
 BF16_MIN_PSNR_DB = 30.0
@@ -51,7 +51,7 @@ def test_normalize_amp_aliases_and_errors():
     assert normalize_amp('bf16') == 'bf16' and normalize_amp('BFloat16') == 'bf16'
     assert normalize_amp('fp16') == 'fp16' and normalize_amp('half') == 'fp16'
     assert normalize_amp(None) is None and normalize_amp('none') is None and normalize_amp(False) is None
-    with pytest.raises(ValueError, match=r"train\.amp: unknown autocast dtype 'int8'.*bf16, fp16, none"):
+    with pytest.raises(ValueError, match=r"^train\.amp: 'int8' is not one of none\|bf16\|fp16$"):
         normalize_amp('int8', where='train.amp')
 
 
@@ -59,7 +59,7 @@ def test_fast_path_options_defaults_values_and_errors():
     assert fast_path_options(None) == {'amp': None, 'channels_last': False, 'compile': False}
     assert fast_path_options({'amp': 'bf16', 'channels_last': True, 'compile': True, 'ema_decay': 0.9}) == {
         'amp': 'bf16', 'channels_last': True, 'compile': True}
-    with pytest.raises(ValueError, match=r'train\.channels_last: expected true or false'):
+    with pytest.raises(ValueError, match=r"^train\.channels_last: 'yes' is not one of true\|false$"):
         fast_path_options({'channels_last': 'yes'})
     with pytest.raises(ValueError, match=r'train\.amp'):
         fast_path_options({'amp': 'fp8'})
@@ -85,9 +85,9 @@ def test_autocast_for_switches_dtype_and_none_is_a_no_op():
         assert torch.mm(a, b).dtype == torch.float32
 
 
-def test_grad_scaler_only_for_fp16_on_cuda():
-    assert not grad_scaler_for('cpu', 'fp16').is_enabled()
-    assert not grad_scaler_for('cpu', 'bf16').is_enabled()
+def test_grad_scaler_only_for_fp16():
+    assert grad_scaler_for('cpu', 'fp16').is_enabled()
+    assert not grad_scaler_for('cpu', 'bf16').is_enabled() and not grad_scaler_for('cpu', None).is_enabled()
 
 
 def test_to_channels_last_keeps_values():
@@ -146,3 +146,105 @@ def test_compile_matches_eager():
         compiled = prepare_for_inference(copy.deepcopy(net), compile=True)
         got = compiled(*inputs)
     assert float((got - expected).abs().max()) <= 1e-4
+
+
+# ------------------------------------------------------------------------------------------------ training models
+def conv_output_dtypes(model):
+    """Record the dtype of every Conv2d output of net_g during the next forward."""
+    seen = []
+    for m in model.net_g.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            m.register_forward_hook(lambda mod, inp, out: seen.append(out.dtype))
+    return seen
+
+
+@pytest.mark.parametrize('model_type', ['SMFDModel', 'SMFDMaskGeneratorModel'])
+def test_training_bf16_step_runs_and_the_loss_falls(tmp_path, model_type):
+    model = tiny_training_model(tmp_path, model_type, train={'amp': 'bf16', 'optim_g': {'type': 'Adam', 'lr': 1e-2}})
+    assert model.fast['amp'] == 'bf16' and not model.grad_scaler.is_enabled()
+    dtypes = conv_output_dtypes(model)
+    data = tiny_batch()
+    losses = []
+    for it in range(1, 7):
+        model.feed_data(data)
+        model.optimize_parameters(it)
+        losses.append(next(iter(model.log_dict.values())))
+    assert set(dtypes) == {torch.bfloat16}  # autocast really ran the convolutions in bf16
+    assert getattr(model, model._output_attr).dtype == torch.float32  # losses in fp32
+    assert model.skipped_steps == 0 and losses[-1] < losses[0], losses
+
+
+def test_training_fp16_step_uses_a_grad_scaler(tmp_path):
+    model = tiny_training_model(tmp_path, train={'amp': 'fp16'})
+    assert model.grad_scaler.is_enabled()
+    before = [p.detach().clone() for p in model.net_g.parameters()]
+    model.feed_data(tiny_batch())
+    it = 0
+    while model.skipped_steps == it and it < 20:  # overflows at the initial scale 2**16 skip, halving the scale
+        it += 1
+        model.optimize_parameters(it)
+    assert model.grad_scaler.get_scale() == 2.0**(16 - model.skipped_steps)
+    assert model._consecutive_skips == 0  # overflows of the scaled gradient are not counted towards the stop
+    assert model.skipped_steps < it and any(not torch.equal(a, b) for a, b in zip(before, model.net_g.parameters()))
+
+
+@pytest.mark.parametrize('model_type', ['SMFDModel', 'SMFDMaskGeneratorModel'])
+def test_training_channels_last_step_matches_nchw(tmp_path, model_type):
+    train = {'optim_g': {'type': 'SGD', 'lr': 0.5}}
+    plain = tiny_training_model(tmp_path / 'a', model_type, train=train)
+    fast = tiny_training_model(tmp_path / 'b', model_type, train=dict(train, channels_last=True))
+    data = tiny_batch()
+    for model in (plain, fast):
+        model.feed_data(data)
+        model.optimize_parameters(1)
+    assert fast.lq.is_contiguous(memory_format=torch.channels_last)
+    assert not plain.lq.is_contiguous(memory_format=torch.channels_last)
+    convs = [m.weight for m in fast.net_g.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size != (1, 1)]
+    assert convs and all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
+    for key, value in plain.log_dict.items():
+        assert fast.log_dict[key] == pytest.approx(value, rel=1e-5)
+    moved = 0.0
+    for (name, a), b in zip(plain.net_g.state_dict().items(), fast.net_g.state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-5, rtol=1e-4), name
+    for a, b in zip(plain.net_g.parameters(), tiny_training_model(tmp_path / 'c', model_type).net_g.parameters()):
+        moved = max(moved, float((a.detach() - b.detach()).abs().max()))
+    assert moved > 1e-3  # the step did change the weights (the comparison above is not of untouched nets)
+
+
+def test_training_fast_path_option_errors(tmp_path):
+    with pytest.raises(ValueError, match=r"^train\.amp: 'fp8' is not one of none\|bf16\|fp16$"):
+        tiny_training_model(tmp_path, train={'amp': 'fp8'})
+    with pytest.raises(ValueError, match=r"^train\.compile: 'yes' is not one of true\|false$"):
+        tiny_training_model(tmp_path, 'SMFDMaskGeneratorModel', train={'compile': 'yes'})
+
+
+def test_training_compile_wraps_the_training_forward_only(tmp_path):
+    # torch.compile is lazy: building the wrapper is cheap; compiling it (the first step) is not run here
+    model = tiny_training_model(tmp_path, train={'compile': True})
+    assert isinstance(model.train_net, torch._dynamo.eval_frame.OptimizedModule)
+    assert model.train_net._orig_mod is model.net_g and not isinstance(model.net_g, type(model.train_net))
+    model.save(0, 1)
+    saved = torch.load(tmp_path / 'models' / 'net_g_1.pth', weights_only=True)['params']
+    assert set(saved) == set(model.net_g.state_dict())  # no '_orig_mod.' prefixes in the checkpoint
+
+
+def test_training_fast_paths_with_degrade_on_device(tmp_path):
+    import json
+
+    import numpy as np
+
+    from smfd_data.degradation import DegradationConfig, sample_degradation
+    from smfd_data.degradation_torch import degrade_batch
+
+    model = tiny_training_model(tmp_path, train={'amp': 'bf16', 'channels_last': True},
+                                datasets={'train': {'degrade_on_device': True}, 'val': {'name': 'val'}})
+    data = tiny_batch()
+    cfg = DegradationConfig.from_dict({'gaussian_sizes': [3, 5], 'motion_sizes': [3, 5]})
+    data['degradation'] = [json.dumps(sample_degradation(cfg, np.random.default_rng(i))) for i in range(2)]
+    data['lq'] = data['gt'].clone()
+    data['degrade_on_device'] = torch.tensor([True, True])
+    model.feed_data(data)
+    assert model.lq.dtype == torch.float32 and model.lq.is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(model.lq, degrade_batch(data['gt'], data['degradation']))
+    model.optimize_parameters(1)
+    assert model.skipped_steps == 0 and math.isfinite(model.log_dict['l_pix'])
