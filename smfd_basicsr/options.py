@@ -46,6 +46,24 @@ REQUIRED_DATASET_KEYS = {
 }
 
 
+# Top-level keys read by BasicSR 1.4.2 or SMFD (plus ``network_*``). Other keys are allowed (a custom model may
+# read its own), unless they look like a misspelt known one: ``vall:`` would silently turn validation off.
+KNOWN_TOP_LEVEL = ('name', 'model_type', 'scale', 'num_gpu', 'manual_seed', 'datasets', 'path', 'train', 'val',
+                   'logger', 'dist_params', 'mask_source', 'find_unused_parameters', 'dist', 'rank', 'world_size',
+                   'auto_resume', 'is_train', 'root_path')
+
+
+def _check_top_level_keys(source, opt):
+    for key in opt:
+        if not isinstance(key, str):
+            raise OptionError(f'{source}: option {key!r}: option names must be text')
+        if key in KNOWN_TOP_LEVEL or key.startswith('network_'):
+            continue
+        close = difflib.get_close_matches(key, KNOWN_TOP_LEVEL, n=1, cutoff=0.75)
+        if close:
+            raise OptionError(f"{source}: option {key}: unknown option; did you mean '{close[0]}'?")
+
+
 def _section(source, opt, key, required=True):
     value = opt.get(key)
     if value is None and not required:
@@ -71,6 +89,7 @@ def _check_number(source, key, value, integer=False, minimum=None, above=None):
 
 def check_structure(opt, source='options', is_train=True):
     """Raise OptionError for the sections and values BasicSR's pipelines index without a default."""
+    _check_top_level_keys(source, opt)
     name = opt.get('name')
     if not isinstance(name, str) or not name.strip():
         problem = 'missing' if name is None else f'expected a text, got {name!r}'
@@ -97,6 +116,8 @@ def check_structure(opt, source='options', is_train=True):
         _check_number(source, 'datasets.train.batch_size_per_gpu', datasets['train'].get('batch_size_per_gpu'),
                       integer=True, minimum=1)
         train = _section(source, opt, 'train')
+        if isinstance(train.get('total_iter'), float) and train['total_iter'].is_integer():
+            train['total_iter'] = int(train['total_iter'])  # total_iter: 4e3
         # total_iter 0 would "train" nothing and save the initial weights as net_g_latest (issue 14 item 5).
         _check_number(source, 'train.total_iter', train.get('total_iter'), integer=True, minimum=1)
         for key, value in train.items():
@@ -177,7 +198,10 @@ def force_options(opt, entries, source='options'):
                 raise OptionError(f"--force_yml {entry}: option '{'.'.join(path[:depth + 1])}' is not in {source} "
                                   '(--force_yml changes existing options only)')
             if depth == len(path) - 1:
-                node[key] = parse_value(text.strip())
+                try:
+                    node[key] = parse_value(text.strip())
+                except ValueError as err:
+                    raise OptionError(f'--force_yml {entry}: {err}') from err
             node = node[key]
     return opt
 

@@ -113,3 +113,25 @@ def atomic_write_text(path, text):
 def atomic_write_json(obj, path, indent=2, sort_keys=True):
     """Write ``obj`` as JSON (UTF-8, trailing newline) atomically."""
     atomic_write_text(path, json.dumps(obj, indent=indent, sort_keys=sort_keys) + '\n')
+
+
+def atomic_write_named(path, write_to):
+    """``atomic_write`` for writers that need a file *name*, not a file object (OpenCV's video encoder picks the
+    container from the extension): ``write_to(tmp_path)`` writes ``.<name>.<pid>.<random>.tmp<ext>`` next to
+    ``path``, which then gets the normal permissions and replaces ``path``; removed when ``write_to`` fails."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp_path = tempfile.mkstemp(prefix=f'.{os.path.basename(path)}.{os.getpid()}.',
+                                    suffix='.tmp' + os.path.splitext(path)[1], dir=folder)
+    os.close(fd)
+    try:
+        write_to(tmp_path)
+        with open(tmp_path, 'rb+') as f:
+            os.fchmod(f.fileno(), _default_mode())
+            os.fsync(f.fileno())
+        os.replace(tmp_path, path)
+    except BaseException:
+        if os.path.exists(tmp_path):
+            os.remove(tmp_path)
+        raise
