@@ -17,7 +17,7 @@ import time
 
 _STARTED = time.time()
 # .<target name>.<pid>.<mkstemp's 8 random characters>.tmp ; without <pid>: written before the pid was recorded
-_TEMP_WITH_PID = re.compile(r'^\..+\.(\d+)\.[a-z0-9_]{8}\.tmp(\.[A-Za-z0-9]{1,5})?$')  # .tmp.mp4: named writes
+_TEMP_WITH_PID = re.compile(r'^\..+\.(\d+)\.[a-z0-9_]{8}\.tmp(\.[A-Za-z0-9]+)?$')  # .tmp.mp4: atomic_write_named
 _TEMP_WITHOUT_PID = re.compile(r'^\..+\.[a-z0-9_]{8}\.tmp$')
 _cleaned_folders = set()
 
@@ -65,8 +65,46 @@ def remove_stale_temporaries(folder):
     return removed
 
 
-def _sync_folder(folder):
-    """Make a rename in ``folder`` durable (best effort: not every file system allows opening a folder)."""
+def atomic_write(path, write_fn):
+    """Write through ``write_fn(binary_file)`` to a temporary file next to ``path``, fsync, then ``os.replace``.
+
+    The temporary name starts with a dot and ends with ``.tmp``, so BasicSR's ``*.state`` scan (auto-resume) and
+    folder listings never pick up a partial file.
+    """
+    def write_to(tmp_path):
+        with open(tmp_path, 'wb') as f:
+            write_fn(f)
+
+    _write_and_replace(path, write_to, '.tmp')
+
+
+def atomic_write_named(path, write_to):
+    """``atomic_write`` for writers that need a file *name*, not a file object (OpenCV's video encoder picks the
+    container from the extension): ``write_to(tmp_path)`` writes ``.<name>.<pid>.<random>.tmp<ext>`` next to
+    ``path``, which then gets the normal permissions and replaces ``path``; removed when ``write_to`` fails."""
+    _write_and_replace(path, write_to, '.tmp' + os.path.splitext(os.fspath(path))[1])
+
+
+def _write_and_replace(path, write_to, suffix):
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    if folder not in _cleaned_folders:  # once per folder and process: a folder of 30k images is listed once
+        _cleaned_folders.add(folder)
+        remove_stale_temporaries(folder)
+    fd, tmp_path = tempfile.mkstemp(prefix=f'.{os.path.basename(path)}.{os.getpid()}.', suffix=suffix, dir=folder)
+    os.close(fd)
+    try:
+        write_to(tmp_path)
+        with open(tmp_path, 'rb+') as f:
+            os.fchmod(f.fileno(), _default_mode())
+            os.fsync(f.fileno())
+        os.replace(tmp_path, path)
+    except BaseException:
+        if os.path.exists(tmp_path):
+            os.remove(tmp_path)
+        raise
+    # make the rename itself durable (best effort: not every file system allows opening a folder)
     try:
         dir_fd = os.open(folder, os.O_RDONLY)
     except OSError:
@@ -77,48 +115,6 @@ def _sync_folder(folder):
         pass
     finally:
         os.close(dir_fd)
-
-
-def _written(path, suffix, write):
-    """The one atomic write: ``write(fd, tmp_path)`` fills a fresh temporary next to ``path`` and returns it as an
-    open file; it gets the normal permissions, is fsynced and replaces ``path``. On any failure or interrupt the
-    temporary is removed and ``path`` is untouched."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    if folder not in _cleaned_folders:  # once per folder and process: a folder of 30k images is listed once
-        _cleaned_folders.add(folder)
-        remove_stale_temporaries(folder)
-    fd, tmp_path = tempfile.mkstemp(prefix=f'.{os.path.basename(path)}.{os.getpid()}.', suffix=suffix, dir=folder)
-    try:
-        with write(fd, tmp_path) as f:
-            f.flush()
-            os.fchmod(f.fileno(), _default_mode())
-            os.fsync(f.fileno())
-        os.replace(tmp_path, path)
-    except BaseException:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
-        raise
-    _sync_folder(folder)
-
-
-def atomic_write(path, write_fn):
-    """Write through ``write_fn(binary_file)`` to a temporary file next to ``path``, fsync, then ``os.replace``.
-
-    The temporary name starts with a dot and ends with ``.tmp``, so BasicSR's ``*.state`` scan (auto-resume) and
-    folder listings never pick up a partial file.
-    """
-    def write(fd, tmp_path):
-        f = os.fdopen(fd, 'wb')
-        try:
-            write_fn(f)
-        except BaseException:
-            f.close()
-            raise
-        return f
-
-    _written(path, '.tmp', write)
 
 
 def atomic_write_bytes(path, data):
@@ -133,14 +129,3 @@ def atomic_write_json(obj, path, indent=2, sort_keys=True):
     """Write ``obj`` as JSON (UTF-8, trailing newline) atomically."""
     atomic_write_text(path, json.dumps(obj, indent=indent, sort_keys=sort_keys) + '\n')
 
-
-def atomic_write_named(path, write_to):
-    """``atomic_write`` for writers that need a file *name*, not a file object (OpenCV's video encoder picks the
-    container from the extension): ``write_to(tmp_path)`` writes ``.<name>.<pid>.<random>.tmp<ext>`` next to
-    ``path``, which then gets the normal permissions and replaces ``path``; removed when ``write_to`` fails."""
-    def write(fd, tmp_path):
-        os.close(fd)
-        write_to(tmp_path)
-        return open(tmp_path, 'rb+')
-
-    _written(path, '.tmp' + os.path.splitext(os.fspath(path))[1], write)

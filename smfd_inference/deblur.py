@@ -545,7 +545,8 @@ def _main(args, shard):
         run.report = log
         run.size_note([s for c in counts for s in c['larger']])
         written = sum(c['written'] for c in counts)
-        summary = f'deblur: wrote {written} of {len(paths)} input(s) to {args.output} in {time.time() - started:.1f} s'
+        noun = 'input(s)' if any(is_video_file(p) for p in paths) else 'image(s)'
+        summary = f'deblur: wrote {written} of {len(paths)} {noun} to {args.output} in {time.time() - started:.1f} s'
         if any(c['skipped'] for c in counts):
             summary += f'; {sum(c["skipped"] for c in counts)} already complete (--resume)'
         if failed:

@@ -221,7 +221,8 @@ def test_page_in_headless_chromium(experiments, tmp_path):
 
             def deblur_upload(path, mode=web.MODE_ALIGNED):
                 tab.set_input_files('#photo input[type=file]', str(path))
-                tab.wait_for_selector(f'#photo :text("{os.path.basename(path)}")')
+                # uploaded: the file list links to the server's copy (the name alone shows while uploading)
+                tab.wait_for_selector(f'#photo a[download="{os.path.basename(path)}"]')
                 tab.get_by_label(mode).check()
                 message = '#status [data-testid="markdown"]'  # the text, not the progress timer beside it
                 before = tab.inner_text(message).strip()
