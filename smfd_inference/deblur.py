@@ -458,6 +458,10 @@ def output_complete(args, name):
     """True when every file the run would write for ``name`` exists and is complete (--resume): written
     atomically, a present file is whole, and a PNG/JPEG is also checked for its end marker."""
     for path in _outputs_of(args, name):
+        if is_video_file(path):  # written atomically: present means whole (and too big to read just to check)
+            if not os.path.isfile(path) or os.path.getsize(path) == 0:
+                return False
+            continue
         try:
             check_complete(read_bytes(path), path)
         except (FileNotFoundError, ValueError):
@@ -545,7 +549,8 @@ def _main(args, shard):
         run.report = log
         run.size_note([s for c in counts for s in c['larger']])
         written = sum(c['written'] for c in counts)
-        summary = f'deblur: wrote {written} of {len(paths)} input(s) to {args.output} in {time.time() - started:.1f} s'
+        noun = 'input(s)' if any(is_video_file(p) for p in paths) else 'image(s)'
+        summary = f'deblur: wrote {written} of {len(paths)} {noun} to {args.output} in {time.time() - started:.1f} s'
         if any(c['skipped'] for c in counts):
             summary += f'; {sum(c["skipped"] for c in counts)} already complete (--resume)'
         if failed:
