@@ -61,7 +61,7 @@ def test_resume_skips_complete_outputs_only(setup, capsys):
     capsys.readouterr()
     assert deblur.main(common + ['-o', str(out), '--resume']) == 1
     err = capsys.readouterr().err
-    assert 'wrote 2 of 8 input(s)' in err and '5 already complete (--resume)' in err and '1 failed' in err
+    assert 'wrote 2 of 8 image(s)' in err and '5 already complete (--resume)' in err and '1 failed' in err
     after = _state(out)
     assert sorted(after) == [f'f{i}.png' for i in range(7)]
     assert {n: after[n] for n in before if n != 'f2.png'} == {n: v for n, v in before.items() if n != 'f2.png'}
@@ -83,7 +83,7 @@ def test_torchrun_two_cpu_processes_write_every_output_once(setup, capsys):
     err = result.stderr
     summary = [line for line in err.splitlines() if line.startswith('deblur: wrote')]
     assert len(summary) == 1, err[-3000:]  # one summary, from rank 0, counting both processes
-    assert 'wrote 6 of 8 input(s)' in summary[0] and '1 already complete (--resume)' in summary[0]
+    assert 'wrote 6 of 8 image(s)' in summary[0] and '1 already complete (--resume)' in summary[0]
     assert '1 failed' in summary[0]
     # 8 inputs → 4 per process; rank 0 skipped f0, rank 1's broken f7 failed
     assert '2 processes wrote 3, 3' in summary[0]

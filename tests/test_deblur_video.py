@@ -136,3 +136,14 @@ def test_video_in_the_wild_mode(setup, tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     fps, frames = _frames(tmp_path / 'o' / 'clip.avi')
     assert fps == pytest.approx(7.0) and len(frames) == 5 and frames[0].shape == (30, 40, 3)
+
+
+def test_a_killed_video_save_leaves_no_temporary_for_long(tmp_path):
+    """The temporary of a video save killed mid-write (``.<name>.<pid>.<random>.tmp.mp4``) is removed by the
+    next write into its folder once its process is gone, like every other atomic write's."""
+    stale = tmp_path / '.v.mp4.999999999.abcd1234.tmp.mp4'
+    stale.write_bytes(b'half a video')
+    keep = tmp_path / '.notes.tmp.mp4'  # not a temporary of ours
+    keep.write_bytes(b'x')
+    write_video(str(tmp_path / 'w.avi'), (np.zeros((16, 16, 3), np.float32) for _ in range(2)), 5.0)
+    assert sorted(os.listdir(tmp_path)) == ['.notes.tmp.mp4', 'w.avi']
