@@ -17,7 +17,7 @@ import time
 
 _STARTED = time.time()
 # .<target name>.<pid>.<mkstemp's 8 random characters>.tmp ; without <pid>: written before the pid was recorded
-_TEMP_WITH_PID = re.compile(r'^\..+\.(\d+)\.[a-z0-9_]{8}\.tmp$')
+_TEMP_WITH_PID = re.compile(r'^\..+\.(\d+)\.[a-z0-9_]{8}\.tmp(\.[A-Za-z0-9]+)?$')  # .tmp.mp4: atomic_write_named
 _TEMP_WITHOUT_PID = re.compile(r'^\..+\.[a-z0-9_]{8}\.tmp$')
 _cleaned_folders = set()
 
@@ -71,17 +71,32 @@ def atomic_write(path, write_fn):
     The temporary name starts with a dot and ends with ``.tmp``, so BasicSR's ``*.state`` scan (auto-resume) and
     folder listings never pick up a partial file.
     """
+    def write_to(tmp_path):
+        with open(tmp_path, 'wb') as f:
+            write_fn(f)
+
+    _write_and_replace(path, write_to, '.tmp')
+
+
+def atomic_write_named(path, write_to):
+    """``atomic_write`` for writers that need a file *name*, not a file object (OpenCV's video encoder picks the
+    container from the extension): ``write_to(tmp_path)`` writes ``.<name>.<pid>.<random>.tmp<ext>`` next to
+    ``path``, which then gets the normal permissions and replaces ``path``; removed when ``write_to`` fails."""
+    _write_and_replace(path, write_to, '.tmp' + os.path.splitext(os.fspath(path))[1])
+
+
+def _write_and_replace(path, write_to, suffix):
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     if folder not in _cleaned_folders:  # once per folder and process: a folder of 30k images is listed once
         _cleaned_folders.add(folder)
         remove_stale_temporaries(folder)
-    fd, tmp_path = tempfile.mkstemp(prefix=f'.{os.path.basename(path)}.{os.getpid()}.', suffix='.tmp', dir=folder)
+    fd, tmp_path = tempfile.mkstemp(prefix=f'.{os.path.basename(path)}.{os.getpid()}.', suffix=suffix, dir=folder)
+    os.close(fd)
     try:
-        with os.fdopen(fd, 'wb') as f:
-            write_fn(f)
-            f.flush()
+        write_to(tmp_path)
+        with open(tmp_path, 'rb+') as f:
             os.fchmod(f.fileno(), _default_mode())
             os.fsync(f.fileno())
         os.replace(tmp_path, path)
@@ -113,3 +128,4 @@ def atomic_write_text(path, text):
 def atomic_write_json(obj, path, indent=2, sort_keys=True):
     """Write ``obj`` as JSON (UTF-8, trailing newline) atomically."""
     atomic_write_text(path, json.dumps(obj, indent=indent, sort_keys=sort_keys) + '\n')
+

@@ -160,11 +160,26 @@ def params_to_json(params):
     return json.dumps(params, sort_keys=True)
 
 
+class WorkerRng:
+    """One numpy generator per process, seeded from torch's per-worker seed (set by BasicSR's manual_seed), so
+    training is reproducible and DataLoader workers draw different samples."""
+
+    _rng, _rng_key = None, None
+
+    def _train_rng(self):
+        info = data.get_worker_info()
+        key = (os.getpid(), None if info is None else info.seed)
+        if self._rng_key != key:
+            self._rng = np.random.default_rng(torch.initial_seed() if info is None else info.seed)
+            self._rng_key = key
+        return self._rng
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Datasets
 # ----------------------------------------------------------------------------------------------------------------
 @DATASET_REGISTRY.register()
-class SMFDFaceDataset(data.Dataset):
+class SMFDFaceDataset(WorkerRng, data.Dataset):
     """Sharp face + semantic mask → (blurry ``lq``, sharp ``gt``, ``mask``) with on-the-fly degradation.
 
     Pipeline per sample, ``degrade_at: source`` (the paper's order, §3.4): read at the stored resolution →
@@ -218,7 +233,6 @@ class SMFDFaceDataset(data.Dataset):
         # §3.4.6.1: augmentation is real-time training augmentation; val/test samples are never augmented
         self.augment_cfg = AugmentConfig.from_option(opt.get('augment') if self.phase == 'train' else False)
         self.flip_lut = None if self.mask_root_pred is not None else np.asarray(flip_lut(), dtype=np.uint8)
-        self._rng, self._rng_key = None, None
 
         self.stems = self._read_stems(opt.get('meta_info_file'))
         if self.backend == 'disk':
@@ -310,15 +324,6 @@ class SMFDFaceDataset(data.Dataset):
         return img, labels, gt_path
 
     # ---- randomness -------------------------------------------------------------------------------------------
-    def _train_rng(self):
-        """One generator per process, seeded from torch's per-worker seed (set by BasicSR's manual_seed)."""
-        info = data.get_worker_info()
-        key = (os.getpid(), None if info is None else info.seed)
-        if self._rng_key != key:
-            self._rng = np.random.default_rng(torch.initial_seed() if info is None else info.seed)
-            self._rng_key = key
-        return self._rng
-
     def sample_rngs(self, index):
         """(degradation rng, augmentation rng) of sample ``index``."""
         if self.deterministic:

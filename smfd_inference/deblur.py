@@ -9,6 +9,7 @@ folder may not hold an input, and no output path may be an input's. Usage and op
 """
 import argparse
 import glob
+import itertools
 import os
 import sys
 import time
@@ -30,6 +31,7 @@ from smfd_data.image_io import (
     to_uint8,
     write_image,
 )
+from smfd_data.video_io import VIDEO_EXTENSIONS, VideoReader, is_video_file, output_extension, write_video
 from smfd_inference.face_helper import DEFAULT_WEIGHTS_DIR, DETECTOR_URLS, build_face_detector
 from smfd_inference.loading import DEFAULT_SIZE, InferenceError, load_cascade, log, resolve_device
 from smfd_inference.restorer import restore_any_size, restore_in_the_wild
@@ -39,23 +41,24 @@ from smfd_models.fast_paths import add_fast_path_arguments, autocast_for, prepar
 from smfd_models.visualize import side_by_side
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
+MEDIA_EXTENSIONS = IMAGE_EXTENSIONS + VIDEO_EXTENSIONS
 
 
 def collect_inputs(spec, report=None):
-    """Paths named by ``spec``: one file, a folder (its images, not recursive) or a glob pattern.
+    """Paths named by ``spec``: one file, a folder (its images and videos, not recursive) or a glob pattern.
 
     Other files of a folder are left out with one line to ``report`` (never silently). Raises FileNotFoundError
     when nothing matches.
     """
     if os.path.isdir(spec):
         names = sorted(n for n in os.listdir(spec) if os.path.isfile(os.path.join(spec, n)))
-        paths = [os.path.join(spec, n) for n in names if n.lower().endswith(IMAGE_EXTENSIONS)]
-        others = [n for n in names if not n.lower().endswith(IMAGE_EXTENSIONS) and not n.startswith('.')]
+        paths = [os.path.join(spec, n) for n in names if n.lower().endswith(MEDIA_EXTENSIONS)]
+        others = [n for n in names if not n.lower().endswith(MEDIA_EXTENSIONS) and not n.startswith('.')]
         if others and report is not None:
-            report(f'deblur: {spec}: left out {len(others)} file(s) that are not images '
-                   f'({", ".join(IMAGE_EXTENSIONS)}): {", ".join(others[:5])}' + (', …' if len(others) > 5 else ''))
+            report(f'deblur: {spec}: left out {len(others)} file(s) that are not images or videos '
+                   f'({", ".join(MEDIA_EXTENSIONS)}): {", ".join(others[:5])}' + (', …' if len(others) > 5 else ''))
         if not paths:
-            raise FileNotFoundError(f'{spec}: folder has no images ({", ".join(IMAGE_EXTENSIONS)})')
+            raise FileNotFoundError(f'{spec}: folder has no images or videos ({", ".join(MEDIA_EXTENSIONS)})')
         return paths
     if os.path.isfile(spec):
         return [spec]
@@ -66,8 +69,9 @@ def collect_inputs(spec, report=None):
 
 
 def output_names(paths, ext):
-    """One output file name per input, never two alike: ``<stem>.<ext>``; a stem seen again gets ``_2``, ``_3``…,
-    skipping every suffix that is itself an input's stem (``x.png``, ``x.jpg``, ``x_2.png`` → x, x_3, x_2)."""
+    """One output file name per input, never two alike: ``<stem>.<ext>`` (a video: ``<stem>.mp4|avi``); a stem seen
+    again gets ``_2``, ``_3``…, skipping every suffix that is itself an input's stem (``x.png``, ``x.jpg``,
+    ``x_2.png`` → x, x_3, x_2)."""
     stems = [os.path.splitext(os.path.basename(path))[0] for path in paths]
     taken, names = set(), []
     first = {}
@@ -82,7 +86,7 @@ def output_names(paths, ext):
                 k += 1
             name = f'{stem}_{k}'
         taken.add(name)
-        names.append(f'{name}.{ext}')
+        names.append(f'{name}.{output_extension(paths[i]) if is_video_file(paths[i]) else ext}')
     return names
 
 
@@ -90,6 +94,8 @@ def _outputs_of(args, name):
     """Every file the command writes for the output ``name`` (the image, and the extras asked for)."""
     stem = os.path.splitext(name)[0]
     files = [os.path.join(args.output, name)]
+    if is_video_file(name):  # a video is one file (no masks or side-by-side pictures)
+        return files
     if args.save_mask and not args.detect:
         files += [os.path.join(args.output, 'masks', f'{stem}.png'), os.path.join(args.output, 'labels', f'{stem}.png')]
     if args.side_by_side:
@@ -259,6 +265,10 @@ def _check_usage(args):
         raise InferenceError('--mask goes with aligned faces (one label map per face crop), not with --detect')
 
 
+def _first_line(err):
+    return (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+
+
 class _Run:
     """One run over the inputs: counters, the per-file error rule, the writers."""
 
@@ -268,6 +278,7 @@ class _Run:
         self.report = report
         self.num_classes = getattr(restorer, 'num_classes', None) or 5
         self.failed = self.written = 0
+        self.progress = True  # per-video frame bars (off in processes other than torchrun's first)
         self.larger = []  # (w, h) of faces larger than the network's face size
 
     def fail(self, path, err):
@@ -333,6 +344,8 @@ class _Run:
                                         colorize(face['labels'], num_classes=self.num_classes))
             except (ValueError, OSError, cv2.error) as err:
                 self.fail(path, err)
+            except RuntimeError as err:  # out of memory, a backend failure: this photo fails, the run goes on
+                self.fail(path, f'the network failed: {_first_line(err)}')
             yield 1
 
     def aligned(self, jobs):
@@ -359,7 +372,13 @@ class _Run:
                 masks = None
                 if self.masks is not None:
                     masks = [resize_labels(m, h, w) for (_, _, _, m), (h, w) in zip(loaded, shapes)]
-                outputs, labels = restore_any_size(self.restorer, faces, args.batch, self.device, masks)
+                try:
+                    outputs, labels = restore_any_size(self.restorer, faces, args.batch, self.device, masks)
+                except RuntimeError as err:  # out of memory, a backend failure: this batch fails, the run goes on
+                    for path, _, _, _ in loaded:
+                        self.fail(path, f'the network failed on its batch: {_first_line(err)}')
+                    yield len(chunk)
+                    continue
                 for (path, name, img, user_mask), out, lab in zip(loaded, outputs, labels):
                     try:
                         h, w = img.shape[:2]
@@ -371,6 +390,68 @@ class _Run:
                     except (ValueError, OSError, cv2.error) as err:
                         self.fail(path, err)
             yield len(chunk)
+
+    def frames(self, reader):
+        """Restored frames of ``reader``, in order: batches of --batch frames (aligned mode: each frame is a face
+        crop, --resize applies) or one photo at a time (--detect). Non-finite outputs stop the video."""
+        args = self.args
+
+        def checked(out):
+            if not np.isfinite(out).all():
+                raise ValueError('the network produced NaN or infinite values (diverged weights?); nothing written')
+            return out
+
+        if args.detect:
+            for frame in reader:
+                out, faces = restore_in_the_wild(self.restorer, frame, self.detector, self.size, args.batch,
+                                                 self.device, args.only_center_face, args.det_size,
+                                                 args.det_threshold, not args.no_color_match, args.resize)
+                for face in faces:
+                    checked(face['output'])
+                yield out
+            return
+        batch, target = [], None
+        for frame in itertools.chain(reader, [None]):  # None flushes the last batch; frames stream, never all held
+            if frame is not None:
+                target = target or self.target_shape(frame.shape)  # once per video (the note counts it once)
+                batch.append(frame)
+            if batch and (frame is None or len(batch) == args.batch):
+                h, w = batch[0].shape[:2]
+                outputs, _ = restore_any_size(self.restorer, [resize_image(f, *target) for f in batch], args.batch,
+                                              self.device)
+                for out in outputs:
+                    yield checked(resize_image(out, h, w))
+                batch = []
+
+    def video(self, path, name, position=1):
+        """Restore every frame of the video ``path`` and write ``name`` (audio-less, the source frame rate)."""
+        from tqdm import tqdm
+        out_path = os.path.join(self.args.output, name)
+        try:
+            if self.masks is not None:
+                raise ValueError('--mask: a video takes no label maps (they are per image)')
+            with VideoReader(path, self.args.max_pixels) as reader:
+                if not reader.fps_known:
+                    self.report(f'deblur: {path}: the container gives no frame rate; writing {reader.fps:g} fps')
+                bar = tqdm(total=len(reader) or None, unit='frame', desc=os.path.basename(path), file=sys.stderr,
+                           disable=None if self.progress else True, leave=False, position=position)
+
+                def frames():
+                    for out in self.frames(reader):
+                        bar.update(1)
+                        yield out
+
+                try:
+                    count = write_video(out_path, frames(), reader.fps)
+                finally:
+                    bar.close()
+            note = '' if not len(reader) or count == len(reader) else f' (the container announced {len(reader)})'
+            self.report(f'deblur: {path}: {count} frames at {reader.fps:g} fps → {out_path} (no audio){note}')
+            self.written += 1
+        except (ValueError, OSError, cv2.error) as err:
+            self.fail(path, err)
+        except RuntimeError as err:
+            self.fail(path, f'the network failed: {_first_line(err)}')
 
     def size_note(self, larger):
         """One note when faces were larger than the network's face size (``larger``: their (w, h), all shards)."""
@@ -391,6 +472,10 @@ def output_complete(args, name):
     """True when every file the run would write for ``name`` exists and is complete (--resume): written
     atomically, a present file is whole, and a PNG/JPEG is also checked for its end marker."""
     for path in _outputs_of(args, name):
+        if is_video_file(path):  # written atomically: present means whole (and too big to read just to check)
+            if not os.path.isfile(path) or os.path.getsize(path) == 0:
+                return False
+            continue
         try:
             check_complete(read_bytes(path), path)
         except (FileNotFoundError, ValueError):
@@ -462,9 +547,15 @@ def _main(args, shard):
         todo = [(path, name) for path, name in jobs if not output_complete(args, name)]
         skipped, jobs = len(jobs) - len(todo), todo
     desc = f'deblur {shard.rank}/{shard.world}' if shard.distributed else 'deblur'
-    progress = tqdm(total=len(jobs), unit='img', desc=desc, file=sys.stderr, disable=None if shard.main else True)
-    for done in (run.photos(jobs) if args.detect else run.aligned(jobs)):
+    progress = tqdm(total=len(jobs), unit='input', desc=desc, file=sys.stderr, disable=None if shard.main else True)
+    run.progress = shard.main
+    images = [job for job in jobs if not is_video_file(job[0])]
+    for done in (run.photos(images) if args.detect else run.aligned(images)):
         progress.update(done)
+    for path, name in jobs:
+        if is_video_file(path):
+            run.video(path, name)
+            progress.update(1)
     progress.close()
     counts = shard.gather({'written': run.written, 'failed': run.failed, 'skipped': skipped, 'larger': run.larger})
     failed = sum(c['failed'] for c in counts)
@@ -472,7 +563,8 @@ def _main(args, shard):
         run.report = log
         run.size_note([s for c in counts for s in c['larger']])
         written = sum(c['written'] for c in counts)
-        summary = f'deblur: wrote {written} of {len(paths)} image(s) to {args.output} in {time.time() - started:.1f} s'
+        noun = 'input(s)' if any(is_video_file(p) for p in paths) else 'image(s)'
+        summary = f'deblur: wrote {written} of {len(paths)} {noun} to {args.output} in {time.time() - started:.1f} s'
         if any(c['skipped'] for c in counts):
             summary += f'; {sum(c["skipped"] for c in counts)} already complete (--resume)'
         if failed:
