@@ -265,6 +265,10 @@ def _check_usage(args):
         raise InferenceError('--mask goes with aligned faces (one label map per face crop), not with --detect')
 
 
+def _first_line(err):
+    return (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+
+
 class _Run:
     """One run over the inputs: counters, the per-file error rule, the writers."""
 
@@ -340,6 +344,8 @@ class _Run:
                                         colorize(face['labels'], num_classes=self.num_classes))
             except (ValueError, OSError, cv2.error) as err:
                 self.fail(path, err)
+            except RuntimeError as err:  # out of memory, a backend failure: this photo fails, the run goes on
+                self.fail(path, f'the network failed: {_first_line(err)}')
             yield 1
 
     def aligned(self, jobs):
@@ -366,7 +372,13 @@ class _Run:
                 masks = None
                 if self.masks is not None:
                     masks = [resize_labels(m, h, w) for (_, _, _, m), (h, w) in zip(loaded, shapes)]
-                outputs, labels = restore_any_size(self.restorer, faces, args.batch, self.device, masks)
+                try:
+                    outputs, labels = restore_any_size(self.restorer, faces, args.batch, self.device, masks)
+                except RuntimeError as err:  # out of memory, a backend failure: this batch fails, the run goes on
+                    for path, _, _, _ in loaded:
+                        self.fail(path, f'the network failed on its batch: {_first_line(err)}')
+                    yield len(chunk)
+                    continue
                 for (path, name, img, user_mask), out, lab in zip(loaded, outputs, labels):
                     try:
                         h, w = img.shape[:2]
@@ -438,6 +450,8 @@ class _Run:
             self.written += 1
         except (ValueError, OSError, cv2.error) as err:
             self.fail(path, err)
+        except RuntimeError as err:
+            self.fail(path, f'the network failed: {_first_line(err)}')
 
     def size_note(self, larger):
         """One note when faces were larger than the network's face size (``larger``: their (w, h), all shards)."""

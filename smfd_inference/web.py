@@ -17,21 +17,19 @@ result as a download.
 ``DeblurPage`` is the engine (no Gradio import, unit-testable); ``build_app`` puts the page around it.
 """
 import argparse
-import contextlib
-import io
 import os
 import re
 import sys
 import threading
 import time
 import uuid
-import warnings
 
-from smfd_data.face_labels import NUM_CELEBAMASK_CLASSES, colorize, group_labels
+import numpy as np
+
+from smfd_data.face_labels import colorize
 from smfd_data.image_io import (
     DEFAULT_MAX_PIXELS,
     decode_image,
-    decode_labels,
     header_size,
     read_bytes,
     resize_image,
@@ -39,48 +37,22 @@ from smfd_data.image_io import (
     to_uint8,
     write_image,
 )
+from smfd_inference.deblur import read_user_mask
 from smfd_inference.face_helper import DEFAULT_WEIGHTS_DIR, DETECTOR_URLS, build_face_detector
 from smfd_inference.loading import InferenceError, load_cascade, log, resolve_device
-from smfd_inference.restorer import restore_faces, restore_in_the_wild
+from smfd_inference.restorer import restore_any_size, restore_in_the_wild
 from smfd_models.checkpoint import WeightsUnavailable, cached_weights
 from smfd_models.visualize import side_by_side
 
 MODE_ALIGNED = 'aligned face'
 MODE_DETECT = 'detect faces in photo'
+MASK_CLASSES = ('auto', '5', '19')  # the deblur command's --mask-classes
 DEFAULT_MAX_UPLOAD_MB = 25.0
 EXIT_USAGE = 2
 
 
 class UploadRefused(ValueError):
     """An upload the page does not process; the message is shown on the page as it is."""
-
-
-class _Tee(io.TextIOBase):
-    """Writes to the terminal and keeps a copy: the page shows what the deblur command would print."""
-
-    def __init__(self, stream):
-        self.stream, self.copy = stream, io.StringIO()
-
-    def write(self, text):
-        self.stream.write(text)
-        return self.copy.write(text)
-
-    def flush(self):
-        self.stream.flush()
-
-
-def _captured(fn):
-    """``fn()`` and the lines it logged to stderr plus the warnings SMFD's own code raised, in order."""
-    tee = _Tee(sys.stderr)
-    with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stderr(tee):
-        warnings.simplefilter('always')
-        result = fn()
-    lines = [line for line in tee.copy.getvalue().splitlines() if line.strip()]
-    for w in caught:
-        if f'{os.sep}smfd_' in w.filename:  # ours (demo weights, ...), not torchvision's deprecation notes
-            lines.append(f'warning: {w.message}')
-            log(f'smfd: warning: {w.message}')
-    return result, lines
 
 
 def _safe_stem(path):
@@ -96,27 +68,30 @@ class DeblurPage:
         output_dir: the only folder written (results in ``OUTPUT/results``).
         weights, mask_weights, opt, mask_opt, experiments_dir: as the deblur command's options.
         device: 'cpu' | 'cuda' | 'cuda:N' | 'auto'.
-        size: face size fed to the network (default: the training gt_size).
+        size, resize: face size fed to the network (default: the training gt_size) and what happens to larger
+            faces ('down' | 'none'), as the deblur command's --size and --resize.
         max_pixels, max_upload_mb: upload limits.
         detector, detector_weights_dir: RetinaFace variant and where its weights must already be.
         det_size, det_threshold, batch: as the deblur command's --det-size, --det-threshold, --batch.
     """
 
     def __init__(self, output_dir, weights=None, mask_weights=None, opt=None, mask_opt=None,
-                 experiments_dir='experiments', device='auto', size=None, max_pixels=DEFAULT_MAX_PIXELS,
+                 experiments_dir='experiments', device='auto', size=None, resize='down', max_pixels=DEFAULT_MAX_PIXELS,
                  max_upload_mb=DEFAULT_MAX_UPLOAD_MB, detector='retinaface_resnet50',
                  detector_weights_dir=DEFAULT_WEIGHTS_DIR, det_size=640, det_threshold=0.8, batch=4):
         if detector not in DETECTOR_URLS:
             raise InferenceError(f'--detector {detector!r}: choose one of {sorted(DETECTOR_URLS)}')
+        if resize not in ('down', 'none'):
+            raise InferenceError(f'--resize {resize!r}: choose down or none')
         self.output_dir = os.path.abspath(output_dir)
         self.results_dir = os.path.join(self.output_dir, 'results')
         self.device = resolve_device(device)
         self.max_pixels, self.max_bytes = float(max_pixels), int(max_upload_mb * 1024 * 1024)
         self.detector_name, self.detector_weights_dir, self.batch = detector, detector_weights_dir, batch
         self.det_size, self.det_threshold = det_size, det_threshold
-        (self.cascade, self.info), self.messages = _captured(
-            lambda: load_cascade(weights, mask_weights, opt, mask_opt, self.device, experiments_dir))
-        self.size = int(size or self.info['size'])
+        # the deblur command's resolution: its notes and warnings go to the terminal and onto the page
+        self.cascade, self.info = load_cascade(weights, mask_weights, opt, mask_opt, self.device, experiments_dir)
+        self.size, self.resize = int(size or self.info['size']), resize
         self.num_classes = self.cascade.num_classes or 5
         self._detector = None
         self._lock = threading.Lock()  # one forward pass at a time: the networks are shared by all visitors
@@ -140,7 +115,8 @@ class DeblurPage:
                  f'**MaskGenerator weights:** `{info.get("mask_weights") or "none (this model uses no mask)"}`',
                  f'**Face size:** {self.size}² · **device:** {self.device} · **detect faces in photo:** '
                  f'{self.detect_status()}']
-        lines += [f'- {line}' for line in self.messages]
+        lines += [f'- **{line}**' for line in info.get('warnings', [])]
+        lines += [f'- {line}' for line in info.get('notes', [])]
         return '\n\n'.join(lines)
 
     # ------------------------------------------------------------------------------------------ one request
@@ -172,22 +148,33 @@ class DeblurPage:
                                 f'{self.max_pixels / 1e6:.3g} MP (--max-pixels).')
         return img
 
-    def _load_mask(self, path, shape):
-        """The uploaded label map as the model's classes, and a note on how it was read."""
-        name, data = self._read_upload(path, 'mask')
-        top = max(self.num_classes, NUM_CELEBAMASK_CLASSES)
+    def _load_mask(self, path, shape, classes):
+        """The uploaded label map in the network's classes (the deblur command's --mask rules)."""
+        name = self._read_upload(path, 'mask')[0]
+        if not self.cascade.use_mask:
+            raise UploadRefused(f'Refused: mask {name}: {self.info["smfd_weights"]} is an SMFD-UNet without mask '
+                                'branch (use_mask: false); it takes no mask.')
+        if classes not in MASK_CLASSES:
+            raise UploadRefused(f'Refused: mask classes {classes!r}; choose one of {", ".join(MASK_CLASSES)}.')
         try:
-            labels = decode_labels(data, name, top)
-        except ValueError as err:
-            raise UploadRefused(f'Refused: mask {err}') from err
-        if labels.shape != tuple(shape):
-            raise UploadRefused(f'Refused: mask {name} is {labels.shape[1]}×{labels.shape[0]} but the photo is '
-                                f'{shape[1]}×{shape[0]}; they must have the same size.')
-        if int(labels.max(initial=0)) < self.num_classes:
-            return labels, f'mask: {name} used as a {self.num_classes}-class label map'
-        if self.num_classes == 5:  # a CelebAMask-HQ map: group its 19 classes as training did (§3.4.2)
-            return group_labels(labels), f'mask: {name} read as a 19-class CelebAMask-HQ map, grouped 19 → 5'
-        raise UploadRefused(f'Refused: mask {name} has labels ≥ {self.num_classes}, the model\'s class count.')
+            labels = read_user_mask(path, shape, self.num_classes, classes)
+        except ValueError as err:  # messages name the upload's path in Gradio's cache: show its name
+            raise UploadRefused(f'Refused: mask {str(err).replace(path, name)}'.replace('--mask-classes',
+                                                                                       'mask classes')) from err
+        return labels, f'mask: {name} ({"auto-detected" if classes == "auto" else classes} classes)'
+
+    def _target_shape(self, shape):
+        """The shape an aligned face of ``shape`` is processed at (the deblur command's --resize rule)."""
+        h, w = shape[:2]
+        return (h, w) if self.resize == 'none' and max(h, w) > self.size else (self.size, self.size)
+
+    def _size_note(self, side):
+        if side <= self.size:
+            return None
+        if self.resize == 'down':
+            return (f'note: the face ({side} px) is larger than the network\'s {self.size}²: it was processed at '
+                    f'{self.size}² and scaled back, which loses fine detail (smfd-web --resize none keeps its size)')
+        return f'note: the face ({side} px) was processed at its own size; the network was trained on {self.size}²'
 
     def _detector_or_refuse(self):
         if self._detector is None:
@@ -199,7 +186,7 @@ class DeblurPage:
             self._detector = build_face_detector(self.detector_name, self.detector_weights_dir, self.device)
         return self._detector
 
-    def restore(self, photo_path, mode=MODE_ALIGNED, mask_path=None):
+    def restore(self, photo_path, mode=MODE_ALIGNED, mask_path=None, mask_classes='auto'):
         """Restore one upload. Returns ``(blurry uint8, mask picture uint8 | None, output uint8, result path,
         message)``; raises UploadRefused with the line to show."""
         img = self._load_photo(photo_path)
@@ -210,31 +197,40 @@ class DeblurPage:
                     notes.append('the uploaded mask is ignored: a mask applies to an aligned face only')
                 detector = self._detector_or_refuse()
                 out, faces = restore_in_the_wild(self.cascade, img, detector, self.size, self.batch, self.device,
-                                                 det_size=self.det_size, threshold=self.det_threshold)
+                                                 det_size=self.det_size, threshold=self.det_threshold,
+                                                 resize=self.resize)
+                outputs = [f['output'] for f in faces]
                 masks = [colorize(f['labels'], num_classes=self.num_classes) for f in faces
                          if f['labels'] is not None]
                 mask_rgb = side_by_side(masks) if masks else None
                 notes.append(f'{len(faces)} face(s) restored' if faces else 'no face detected; the photo is unchanged')
+                notes.append(self._size_note(max((f['native_size'] for f in faces), default=0)))
             elif mode == MODE_ALIGNED:
                 h, w = img.shape[:2]
                 given = None
                 if mask_path:
-                    labels, note = self._load_mask(mask_path, (h, w))
+                    given, note = self._load_mask(mask_path, (h, w), mask_classes)
                     notes.append(note)
-                    given = [resize_labels(labels, self.size, self.size)]
-                outputs, labels = restore_faces(self.cascade, [resize_image(img, self.size, self.size)], 1,
-                                                self.device, masks=given)
+                th, tw = self._target_shape((h, w))
+                outputs, labels = restore_any_size(
+                    self.cascade, [resize_image(img, th, tw)], 1, self.device,
+                    None if given is None else [resize_labels(given, th, tw)])
                 out = resize_image(outputs[0], h, w)
                 mask_rgb = None
-                if labels[0] is not None:
-                    mask_rgb = colorize(resize_labels(labels[0], h, w), num_classes=self.num_classes)
-                    notes.append('mask: uploaded' if given else 'mask: predicted by the MaskGenerator')
+                if labels[0] is not None:  # the uploaded map as given, else the prediction at the photo's size
+                    shown = given if given is not None else resize_labels(labels[0], h, w)
+                    mask_rgb = colorize(shown, num_classes=self.num_classes)
+                    notes.append('mask: uploaded' if given is not None else 'mask: predicted by the MaskGenerator')
+                notes.append(self._size_note(max(h, w)))
             else:
                 raise UploadRefused(f'Refused: unknown mode {mode!r}; choose "{MODE_ALIGNED}" or "{MODE_DETECT}".')
+        if not all(np.isfinite(o).all() for o in outputs):
+            raise UploadRefused('Error: the network produced NaN or infinite values (diverged weights?); nothing '
+                                'written.')
         result = os.path.join(self.results_dir, f'{_safe_stem(photo_path)}-{uuid.uuid4().hex[:8]}.png')
         write_image(result, out)
         notes.append(f'result: {os.path.basename(result)} ({out.shape[1]}×{out.shape[0]})')
-        return to_uint8(img), mask_rgb, to_uint8(out), result, '; '.join(notes)
+        return to_uint8(img), mask_rgb, to_uint8(out), result, '; '.join(n for n in notes if n)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -254,10 +250,10 @@ def build_app(page):
     """The Gradio Blocks around ``page`` (a :class:`DeblurPage`)."""
     import gradio as gr
 
-    def run(photo, mode, mask):
+    def run(photo, mode, mask, mask_classes):
         started = time.time()
         try:
-            blurry, mask_rgb, out, result, message = page.restore(photo, mode, mask)
+            blurry, mask_rgb, out, result, message = page.restore(photo, mode, mask, mask_classes)
         except UploadRefused as err:
             return None, None, None, None, f'**{err}**'
         except Exception as err:  # the visitor gets one line, the terminal the traceback
@@ -275,7 +271,10 @@ def build_app(page):
             photo = gr.File(label='Photo', type='filepath', elem_id='photo')
             mask = gr.File(label='Mask (optional label map, same size as the photo; aligned face only)',
                            type='filepath', elem_id='mask')
-        mode = gr.Radio([MODE_ALIGNED, MODE_DETECT], value=MODE_ALIGNED, label='Mode', elem_id='mode')
+        with gr.Row():
+            mode = gr.Radio([MODE_ALIGNED, MODE_DETECT], value=MODE_ALIGNED, label='Mode', elem_id='mode')
+            mask_classes = gr.Radio(list(MASK_CLASSES), value='auto', elem_id='mask_classes',
+                                    label='Mask classes (auto: a value ≥ 5 means CelebAMask-HQ\'s 19)')
         button = gr.Button('Deblur', variant='primary', elem_id='deblur')
         status = gr.Markdown('', elem_id='status')
         picture = dict(type='numpy', format='png', interactive=False, height=320,
@@ -285,7 +284,7 @@ def build_app(page):
             mask_out = gr.Image(label='Mask', elem_id='mask_out', **picture)
             output = gr.Image(label='Output', elem_id='output', **picture)
         result = gr.File(label='Download the result', interactive=False, elem_id='result')
-        button.click(run, [photo, mode, mask], [blurry, mask_out, output, result, status])
+        button.click(run, [photo, mode, mask, mask_classes], [blurry, mask_out, output, result, status])
     return app
 
 
@@ -304,6 +303,9 @@ def build_parser():
     p.add_argument('--mask-opt', help='option YAML whose network_g describes the MaskGenerator')
     p.add_argument('--experiments-dir', default='experiments', help='where to look for trained models')
     p.add_argument('--size', type=int, help='face size fed to the network (default: the training gt_size)')
+    p.add_argument('--resize', default='down', choices=['down', 'none'],
+                   help='faces larger than --size: down (default) = processed at --size² and scaled back, none = '
+                   'processed at their own size')
     p.add_argument('--device', default='auto', help='cpu | cuda | cuda:N | auto (default)')
     p.add_argument('--max-pixels', type=float, default=DEFAULT_MAX_PIXELS,
                    help=f'refuse uploads larger than this many pixels (default {DEFAULT_MAX_PIXELS:.0e})')
@@ -330,8 +332,8 @@ def main(argv=None):
         return EXIT_USAGE
     try:
         page = DeblurPage(args.output, args.weights, args.mask_weights, args.opt, args.mask_opt,
-                          args.experiments_dir, args.device, args.size, args.max_pixels, args.max_upload_mb,
-                          args.detector, args.weights_dir, args.det_size, args.det_threshold)
+                          args.experiments_dir, args.device, args.size, args.resize, args.max_pixels,
+                          args.max_upload_mb, args.detector, args.weights_dir, args.det_size, args.det_threshold)
     except (InferenceError, FileNotFoundError, ValueError, KeyError) as err:
         log(f'smfd-web: error: {err}')
         return EXIT_USAGE

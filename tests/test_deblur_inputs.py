@@ -192,3 +192,26 @@ def test_gifs_are_read_and_other_files_reported(tmp_path, experiments, capsys):
     assert sorted(os.listdir(tmp_path / 'out')) == ['anim.png', 'still.png']
     assert f'{inp / "anim.gif"}: animated GIF with 3 frames: only the first is restored' in err
     assert 'left out 1 file(s) that are not images' in err and 'notes.txt' in err
+
+
+def test_a_network_failure_fails_its_batch_and_the_run_goes_on(tmp_path, experiments, capsys, monkeypatch):
+    inp = tmp_path / 'in'
+    inp.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(inp / f'f{i}.png'), _rgb(SIZE, SIZE, i))
+    calls = []
+    real = deblur.restore_any_size
+
+    def flaky(restorer, faces, *args, **kwargs):
+        calls.append(len(faces))
+        if len(calls) == 2:
+            raise RuntimeError('CUDA out of memory. Tried to allocate 2.00 GiB\nmore details')
+        return real(restorer, faces, *args, **kwargs)
+
+    monkeypatch.setattr(deblur, 'restore_any_size', flaky)
+    code, err = _run(['-i', str(inp), '-o', str(tmp_path / 'out'), '--experiments-dir', experiments[0],
+                      '--device', 'cpu', '--batch', '1'], capsys)
+    assert code == 1 and calls == [1, 1, 1]
+    assert f'skipped {inp / "f1.png"}: the network failed on its batch: CUDA out of memory. Tried to allocate' in err
+    assert 'more details' not in err and 'Traceback' not in err
+    assert 'wrote 2 of 3' in err and sorted(os.listdir(tmp_path / 'out')) == ['f0.png', 'f2.png']

@@ -25,9 +25,11 @@ CHROMIUM = shutil.which('chromium') or '/usr/bin/chromium'
 
 @pytest.fixture(scope='module')
 def experiments(tmp_path_factory):
+    """Two runs as ``make demo`` leaves them (trained on datasets/demo/): the page must warn about them."""
     root = tmp_path_factory.mktemp('experiments')
-    make_tiny_experiment(root, 'demo_mask', MASK_TINY, seed=1)
-    make_tiny_experiment(root, 'demo_smfd', SMFD_TINY, seed=2)
+    demo = {'datasets': {'train': {'gt_size': SIZE, 'dataroot_gt': 'datasets/demo/train/images'}}}
+    make_tiny_experiment(root, 'demo_mask', MASK_TINY, seed=1, extra=demo)
+    make_tiny_experiment(root, 'demo_smfd', SMFD_TINY, seed=2, extra=demo)
     return str(root)
 
 
@@ -66,6 +68,9 @@ def test_aligned_result_matches_the_deblur_command(page, experiments, tmp_path, 
     summary = page.summary()
     assert 'using the newest trained SMFD-UNet' in summary and 'demo_smfd' in summary
     assert 'using the newest trained MaskGenerator' in summary
+    for what in ('SMFD-UNet', 'MaskGenerator'):  # the deblur command's demo-weights warnings, in bold
+        assert f'these {what} weights were trained by `make demo` on procedural synthetic faces' in summary
+    assert summary.count('- **smfd: warning:') == 2
 
 
 def test_uploaded_mask_is_used_and_a_19_class_map_is_grouped(page, tmp_path, monkeypatch):
@@ -87,23 +92,26 @@ def test_uploaded_mask_is_used_and_a_19_class_map_is_grouped(page, tmp_path, mon
 
     monkeypatch.setattr(page.cascade, 'restore', spy)
     _, mask_rgb, _, _, message = page.restore(photo, web.MODE_ALIGNED, str(tmp_path / 'mask19.png'))
-    assert 'grouped 19 → 5' in message and 'mask: uploaded' in message
-    np.testing.assert_array_equal(mask_rgb, colorize(group_labels(labels19), num_classes=5))
+    assert 'mask: mask19.png (auto-detected classes)' in message and 'mask: uploaded' in message
+    np.testing.assert_array_equal(mask_rgb, colorize(group_labels(labels19), num_classes=5))  # grouped 19 → 5
     expected = resize_labels(group_labels(labels19), SIZE, SIZE)
     assert np.unique(expected).tolist() == [0, 1, 2, 3, 4]  # every group reaches the network
     np.testing.assert_array_equal(seen[-1], expected[None])
-    _, mask5_rgb, _, _, message5 = page.restore(photo, web.MODE_ALIGNED, str(tmp_path / 'mask5.png'))
-    assert '5-class label map' in message5
-    np.testing.assert_array_equal(seen[-1], expected[None])
-    np.testing.assert_array_equal(mask5_rgb, mask_rgb)
+    for classes in ('auto', '5'):  # a 5-group map is used as it is
+        _, mask5_rgb, _, _, message5 = page.restore(photo, web.MODE_ALIGNED, str(tmp_path / 'mask5.png'), classes)
+        np.testing.assert_array_equal(seen[-1], expected[None])
+        np.testing.assert_array_equal(mask5_rgb, mask_rgb)
     page.restore(photo, web.MODE_ALIGNED)
     assert seen[-1] is None  # no upload: the MaskGenerator's mask
+    with pytest.raises(web.UploadRefused, match=r'mask19.png: label value 13 in a 5-group mask \(mask classes 5'):
+        page.restore(photo, web.MODE_ALIGNED, str(tmp_path / 'mask19.png'), '5')
     cv2.imwrite(str(tmp_path / 'small_mask.png'), labels19[:20])
-    with pytest.raises(web.UploadRefused, match='small_mask.png is 30×20 but the photo is 30×40'):
+    with pytest.raises(web.UploadRefused, match='^Refused: mask small_mask.png: mask is 30×20 but its image is 30×40'):
         page.restore(photo, web.MODE_ALIGNED, str(tmp_path / 'small_mask.png'))
     (tmp_path / 'colour.png').write_bytes(cv2.imencode('.png', np.dstack([labels19, labels19 * 2, labels19]))[1])
     with pytest.raises(web.UploadRefused, match='colour.png: label map has 3 channels'):
         page.restore(photo, web.MODE_ALIGNED, str(tmp_path / 'colour.png'))
+    assert len(seen) == 4  # refused masks never reach the network
 
 
 def test_refusals_name_the_upload_and_write_nothing(page, tmp_path):
@@ -217,7 +225,9 @@ def test_page_in_headless_chromium(experiments, tmp_path):
             browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=['--no-sandbox'])
             tab = browser.new_page(viewport={'width': 1280, 'height': 1000})
             tab.goto(url)
-            assert 'using the newest trained SMFD-UNet' in tab.inner_text('#weights')
+            top = tab.inner_text('#weights')
+            assert 'using the newest trained SMFD-UNet' in top and 'trained by `make demo`' not in top
+            assert 'these SMFD-UNet weights were trained by make demo on procedural synthetic faces' in top
 
             def deblur_upload(path, mode=web.MODE_ALIGNED):
                 tab.set_input_files('#photo input[type=file]', str(path))
