@@ -22,7 +22,12 @@ from smfd_basicsr import register
 register()
 
 from smfd_inference import deblur  # noqa: E402
-from tests.test_deblur import MASK_TINY, SMFD_TINY, make_tiny_experiment  # noqa: E402
+from tests.test_deblur import (  # noqa: E402
+    MASK_TINY,
+    SMFD_TINY,
+    experiments,  # noqa: E402,F401  (a fixture: tiny random networks)
+    make_tiny_experiment,
+)
 
 RNG = np.random.default_rng(14)
 FACE = RNG.integers(0, 256, (24, 20, 3), dtype=np.uint8)  # BGR, not square: a swapped axis would show
@@ -119,11 +124,8 @@ GOOD_IMAGES = {
 
 
 @pytest.fixture(scope='module')
-def experiments(tmp_path_factory):
-    root = tmp_path_factory.mktemp('experiments')
-    make_tiny_experiment(root, 'demo_mask', MASK_TINY, seed=1)
-    make_tiny_experiment(root, 'demo_smfd', SMFD_TINY, seed=2)
-    return str(root)
+def exp_dir(experiments):  # noqa: F811
+    return experiments[0]
 
 
 def _hashes(folder):
@@ -152,10 +154,10 @@ def _output(tmp_path, stem):
 
 
 @pytest.mark.parametrize('name', sorted(BAD_IMAGES))
-def test_broken_image_is_one_line_and_the_run_goes_on(tmp_path, capsys, experiments, name):
+def test_broken_image_is_one_line_and_the_run_goes_on(tmp_path, capsys, exp_dir, name):
     folder = _folder_with(tmp_path, name, BAD_IMAGES[name])
     before = _hashes(folder)
-    code, err = _run(capsys, ['-i', str(folder), '-o', str(tmp_path / 'out'), '--experiments-dir', experiments,
+    code, err = _run(capsys, ['-i', str(folder), '-o', str(tmp_path / 'out'), '--experiments-dir', exp_dir,
                               '--device', 'cpu'])
     assert code == deblur.EXIT_SOME_FAILED
     lines = [line for line in err.splitlines() if f'skipped {folder / name}' in line]
@@ -169,11 +171,11 @@ def test_broken_image_is_one_line_and_the_run_goes_on(tmp_path, capsys, experime
 
 
 @pytest.mark.parametrize('name', sorted(GOOD_IMAGES))
-def test_odd_but_valid_image_is_restored_at_its_own_size(tmp_path, capsys, experiments, name):
+def test_odd_but_valid_image_is_restored_at_its_own_size(tmp_path, capsys, exp_dir, name):
     data, (h, w) = GOOD_IMAGES[name]
     folder = _folder_with(tmp_path, name, data)
     before = _hashes(folder)
-    code, err = _run(capsys, ['-i', str(folder), '-o', str(tmp_path / 'out'), '--experiments-dir', experiments,
+    code, err = _run(capsys, ['-i', str(folder), '-o', str(tmp_path / 'out'), '--experiments-dir', exp_dir,
                               '--device', 'cpu'])
     assert code == deblur.EXIT_OK, err
     assert _hashes(folder) == before
@@ -233,7 +235,7 @@ def _weights(tmp_path, kind):
 @pytest.mark.parametrize('kind', ['list', 'tensor', 'no_params', 'params_list', 'wrong_shapes', 'missing_keys',
                                   'mask_generator', 'pickle_with_code', 'truncated', 'zero_bytes', 'text', 'folder',
                                   'nan', 'inf'])
-def test_bad_weights_file_is_one_line(tmp_path, capsys, experiments, kind):
+def test_bad_weights_file_is_one_line(tmp_path, capsys, exp_dir, kind):
     weights = _weights(tmp_path, kind)
     opt = tmp_path / 'smfd.yml'
     opt.write_text(yaml.safe_dump({'name': 'x', 'network_g': dict(SMFD_TINY)}))
@@ -243,7 +245,7 @@ def test_bad_weights_file_is_one_line(tmp_path, capsys, experiments, kind):
     before = _hashes(folder)
     weights_before = None if weights.is_dir() else hashlib.sha256(weights.read_bytes()).hexdigest()
     code, err = _run(capsys, ['-i', str(folder), '-o', str(tmp_path / 'out'), '--weights', str(weights), '--opt',
-                              str(opt), '--experiments-dir', experiments, '--device', 'cpu'])
+                              str(opt), '--experiments-dir', exp_dir, '--device', 'cpu'])
     assert not (tmp_path / 'pwned').exists(), 'loading weights executed code from the file'
     assert _hashes(folder) == before
     assert weights_before is None or hashlib.sha256(weights.read_bytes()).hexdigest() == weights_before
@@ -273,20 +275,20 @@ def _photos(tmp_path):
     ('mask_with_detect', '--mask goes with aligned faces'),
     ('no_experiments', 'deblur: error:'),
 ])
-def test_bad_command_line_is_one_line_and_writes_nothing(tmp_path, capsys, experiments, case, expected):
+def test_bad_command_line_is_one_line_and_writes_nothing(tmp_path, capsys, exp_dir, case, expected):
     folder = _photos(tmp_path)
     before = _hashes(folder)
     out = str(tmp_path / 'out')
-    base = ['-i', str(folder), '-o', out, '--experiments-dir', experiments, '--device', 'cpu']
+    base = ['-i', str(folder), '-o', out, '--experiments-dir', exp_dir, '--device', 'cpu']
     argv = {
         'device_tpu': base[:-1] + ['tpu'],
-        'output_is_input': ['-i', str(folder), '-o', str(folder), '--experiments-dir', experiments],
+        'output_is_input': ['-i', str(folder), '-o', str(folder), '--experiments-dir', exp_dir],
         'batch_0': base + ['--batch', '0'],
         'size_8': base + ['--size', '8'],
-        'missing_input': ['-i', str(tmp_path / 'nowhere'), '-o', out, '--experiments-dir', experiments],
+        'missing_input': ['-i', str(tmp_path / 'nowhere'), '-o', out, '--experiments-dir', exp_dir],
         'empty_folder': ['-i', str((tmp_path / 'empty').mkdir() or tmp_path / 'empty'), '-o', out,
-                         '--experiments-dir', experiments],
-        'glob_nothing': ['-i', str(tmp_path / 'in' / '*.tiff'), '-o', out, '--experiments-dir', experiments],
+                         '--experiments-dir', exp_dir],
+        'glob_nothing': ['-i', str(tmp_path / 'in' / '*.tiff'), '-o', out, '--experiments-dir', exp_dir],
         'mask_with_detect': base + ['--mask', str(folder), '--detect'],
         'no_experiments': ['-i', str(folder), '-o', out, '--experiments-dir', str(tmp_path / 'no_experiments')],
     }[case]
@@ -297,7 +299,7 @@ def test_bad_command_line_is_one_line_and_writes_nothing(tmp_path, capsys, exper
 
 
 @pytest.mark.parametrize('argv_tail', [['--ext', 'gif'], ['--batch', 'two'], ['--resize', 'up'], ['--bogus']])
-def test_argparse_mistakes_exit_2_without_traceback(tmp_path, capsys, experiments, argv_tail):
+def test_argparse_mistakes_exit_2_without_traceback(tmp_path, capsys, exp_dir, argv_tail):
     folder = _photos(tmp_path)
     with pytest.raises(SystemExit) as info:
         deblur.main(['-i', str(folder), '-o', str(tmp_path / 'out'), *argv_tail])
@@ -306,32 +308,32 @@ def test_argparse_mistakes_exit_2_without_traceback(tmp_path, capsys, experiment
     assert 'Traceback' not in err and 'error:' in err
 
 
-def test_same_stems_give_one_output_each(tmp_path, capsys, experiments):
+def test_same_stems_give_one_output_each(tmp_path, capsys, exp_dir):
     """Issue 14 item 2: x.png, x.jpg, x_2.png printed "wrote 3 of 3" and left 2 files."""
     folder = _photos(tmp_path)
-    code, err = _run(capsys, ['-i', str(folder), '-o', str(tmp_path / 'out'), '--experiments-dir', experiments,
+    code, err = _run(capsys, ['-i', str(folder), '-o', str(tmp_path / 'out'), '--experiments-dir', exp_dir,
                               '--device', 'cpu'])
     assert code == deblur.EXIT_OK and 'wrote 3 of 3' in err
     assert len(os.listdir(tmp_path / 'out')) == 3
 
 
-def test_max_pixels_refuses_per_file(tmp_path, capsys, experiments):
+def test_max_pixels_refuses_per_file(tmp_path, capsys, exp_dir):
     folder = tmp_path / 'in'
     folder.mkdir()
     cv2.imwrite(str(folder / 'small.png'), FACE[:8, :8])
     cv2.imwrite(str(folder / 'big.png'), np.zeros((64, 64, 3), np.uint8))
-    code, err = _run(capsys, ['-i', str(folder), '-o', str(tmp_path / 'out'), '--experiments-dir', experiments,
+    code, err = _run(capsys, ['-i', str(folder), '-o', str(tmp_path / 'out'), '--experiments-dir', exp_dir,
                               '--device', 'cpu', '--max-pixels', '1000'])
     assert code == deblur.EXIT_SOME_FAILED and f'skipped {folder / "big.png"}' in err
     assert (tmp_path / 'out' / 'small.png').exists() and not (tmp_path / 'out' / 'big.png').exists()
 
 
-def test_rerun_over_earlier_outputs_replaces_them_whole(tmp_path, capsys, experiments):
+def test_rerun_over_earlier_outputs_replaces_them_whole(tmp_path, capsys, exp_dir):
     """A second run into the same output folder: each output is replaced atomically, with normal permissions."""
     folder = tmp_path / 'in'
     folder.mkdir()
     cv2.imwrite(str(folder / 'a.png'), FACE)
-    argv = ['-i', str(folder), '-o', str(tmp_path / 'out'), '--experiments-dir', experiments, '--device', 'cpu']
+    argv = ['-i', str(folder), '-o', str(tmp_path / 'out'), '--experiments-dir', exp_dir, '--device', 'cpu']
     assert _run(capsys, argv)[0] == 0
     first = _hashes(tmp_path / 'out')
     assert _run(capsys, argv)[0] == 0
