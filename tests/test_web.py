@@ -125,6 +125,13 @@ def test_refusals_name_the_upload_and_write_nothing(page, tmp_path):
     (tmp_path / 'heavy.png').write_bytes(b'\0' * 60_000)  # > 0.05 MB
     with pytest.raises(web.UploadRefused, match=r'heavy.png is 0.0572 MB; the limit is 0.05 MB \(--max-upload-mb\)'):
         page.restore(str(tmp_path / 'heavy.png'))
+    (tmp_path / 'empty.jpg').write_bytes(b'')
+    with pytest.raises(web.UploadRefused, match=r'^Refused: empty.jpg: empty file \(0 bytes\)'):
+        page.restore(str(tmp_path / 'empty.jpg'))
+    whole = open(_photo(tmp_path / 'whole.png'), 'rb').read()
+    (tmp_path / 'cut.png').write_bytes(whole[:len(whole) // 2])
+    with pytest.raises(web.UploadRefused, match=r'^Refused: cut.png: truncated or corrupt PNG'):
+        page.restore(str(tmp_path / 'cut.png'))
     with pytest.raises(web.UploadRefused, match='no photo uploaded'):
         page.restore(None)
     photo = _photo(tmp_path / 'face.png')
