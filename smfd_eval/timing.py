@@ -34,9 +34,10 @@ TINY_MASK = dict(encoder_widths=(4, 8, 8), decoder_widths=(8, 8, 4), final_width
 # A timing is trusted only when the rest of the machine kept (almost) still: other processes' CPU time, from
 # /proc/stat (all busy jiffies) minus /proc/self/stat (this process and its reaped children).
 OTHERS_CORES_LIMIT = 0.25
-RELIABILITY_RULE = (f'reliable = other processes used at most {OTHERS_CORES_LIMIT} core on average over the run AND '
-                    'in every sample window (consecutive samples merged to windows of >= 1 s); others = (total busy jiffies in /proc/stat − this process\'s '
-                    'utime+stime+cutime+cstime in /proc/self/stat) / CLK_TCK / window seconds')
+RELIABILITY_RULE = (
+    f'reliable = other processes used at most {OTHERS_CORES_LIMIT} core on average over the run AND in every sample '
+    'window (consecutive samples merged to windows of >= 1 s); others = (total busy jiffies in /proc/stat − this '
+    "process's utime+stime+cutime+cstime in /proc/self/stat) / CLK_TCK / window seconds")
 
 
 def parse_proc_stat(text):
