@@ -105,16 +105,24 @@ class LoadMonitor:
         return others, (b['own'] - a['own']) / self.ticks / dt
 
     def record(self):
-        """{'rule', 'limit_cores', 'windows': [...], 'others_cores_mean', 'others_cores_max', 'reliable'}."""
-        windows, start = [], self.samples[0] if self.samples else None
+        """{'rule', 'limit_cores', 'windows': [...], 'samples': [...], 'others_cores_mean', 'others_cores_max',
+        'reliable'}."""
+        bounds, start = [], self.samples[0] if self.samples else None
         for b in self.samples[1:]:
-            if b['t'] - start['t'] < self.min_window_s:  # jiffies are 10 ms: shorter windows are noise
-                continue
-            others, own = self._cores(start, b)
-            windows.append({'from': start['label'], 'to': b['label'], 'seconds': round(b['t'] - start['t'], 3),
-                            'others_cores': round(others, 4), 'own_cores': round(own, 4)})
-            start = b
+            if b['t'] - start['t'] >= self.min_window_s:  # jiffies are 10 ms: shorter windows are noise
+                bounds.append((start, b))
+                start = b
+        if self.samples and start is not self.samples[-1]:  # a short tail joins the last window
+            bounds[-1:] = [((bounds[-1][0] if bounds else self.samples[0]), self.samples[-1])]
+        windows = []
+        for a, b in bounds:
+            others, own = self._cores(a, b)
+            if others is not None:
+                windows.append({'from': a['label'], 'to': b['label'], 'seconds': round(b['t'] - a['t'], 3),
+                                'others_cores': round(others, 4), 'own_cores': round(own, 4)})
+        t0 = self.samples[0]['t'] if self.samples else 0.0
         out = {'rule': RELIABILITY_RULE, 'limit_cores': self.limit, 'windows': windows,
+               'samples': [{'label': x['label'], 't_s': round(x['t'] - t0, 3)} for x in self.samples],
                'others_cores_mean': None, 'others_cores_max': None, 'reliable': None}
         if not windows:
             return out

@@ -134,6 +134,8 @@ def test_load_record_merges_short_windows_and_handles_missing_proc():
     # samples 0.25 s apart: jiffy noise; merged into windows of >= 1 s
     rec = record_of([(0.25 * i, 27 * i, 25 * i) for i in range(9)])
     assert [w['seconds'] for w in rec['windows']] == [1.0, 1.0]
+    rec = record_of([(0.25 * i, 27 * i, 25 * i) for i in range(11)])  # a 0.5-s tail joins the last window
+    assert [w['seconds'] for w in rec['windows']] == [1.0, 1.5] and rec['windows'][-1]['to'] == 's10'
     assert rec['reliable'] is True and rec['others_cores_mean'] == pytest.approx(0.08)
 
     def unavailable():
@@ -160,8 +162,10 @@ def check_environment(report):
     assert env['torch_threads'] == 1
     load = report['load']
     assert report['reliable'] is load['reliable'] and load['reliable'] in (True, False)
-    labels = [w['from'] for w in load['windows']] + [load['windows'][-1]['to']]
-    assert 'before start' in labels[0] and 'after end' in labels[-1] and len(labels) >= 4  # before, during, after
+    labels = [x['label'] for x in load['samples']]  # before, during, after
+    assert labels[:2] == ['before start', 'before end'] and labels[-2:] == ['after start', 'after end']
+    assert len(labels) >= 5 and load['windows'][0]['from'] == 'before start'
+    assert load['windows'][-1]['to'] == 'after end'
     assert load['reliable'] is (load['others_cores_mean'] <= 0.25 and load['others_cores_max'] <= 0.25)
     assert 'Load: other processes used' in report['_stdout']
 
