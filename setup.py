@@ -62,12 +62,13 @@ setup(
         'facexlib',
         'tqdm',
     ],
-    extras_require={'onnx': ['onnx', 'onnxruntime']},
+    extras_require={'onnx': ['onnx', 'onnxruntime'], 'web': ['gradio']},
     entry_points={
         'console_scripts': [
             'smfd-train=smfd_basicsr.train:main',
             'smfd-test=smfd_basicsr.test:main',
             'smfd-deblur=smfd_inference.deblur:main',
+            'smfd-web=smfd_inference.web:main',
         ]
     },
     cmdclass=cmdclass,

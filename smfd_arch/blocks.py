@@ -4,6 +4,7 @@ that both networks assemble from them (§3.4.4, §3.4.5).
 The thesis gives the blocks' structure but not every width; what is fitted (growth, head width, ...) is
 documented in docs/architecture.md. Every block here takes its widths as arguments.
 """
+import math
 from collections.abc import Sequence
 
 import torch
@@ -99,11 +100,35 @@ class CBAM(nn.Module):
         return x * torch.sigmoid(self.spatial(pooled))
 
 
+def icnr_(conv, scale=2):
+    """ICNR init (Aitken et al. 2017, "Checkerboard artifact free sub-pixel convolution") of a conv that feeds
+    PixelShuffle(scale): the scale² sub-pixel filters (and biases) of every output channel are set equal, so at
+    init the shuffle is nearest-neighbour upsampling, without the checkerboard a random init gives.
+
+    The shared sub-kernel gets PyTorch's default conv init (same fan-in, so the same scale as before).
+    PixelShuffle takes output channel c at sub-pixel (i, j) from input channel c·scale² + i·scale + j, hence
+    ``repeat_interleave``.
+    """
+    r2 = scale * scale
+    if conv.out_channels % r2:
+        raise ValueError(f'icnr_: out_channels={conv.out_channels} is not a multiple of scale²={r2}')
+    weight = conv.weight
+    sub = weight.new_empty(weight.shape[0] // r2, *weight.shape[1:])
+    nn.init.kaiming_uniform_(sub, a=math.sqrt(5))  # nn.Conv2d.reset_parameters
+    with torch.no_grad():
+        weight.copy_(sub.repeat_interleave(r2, dim=0))
+        if conv.bias is not None:
+            bound = 1 / math.sqrt(weight[0].numel())
+            conv.bias.copy_(conv.bias.new_empty(conv.out_channels // r2).uniform_(-bound, bound).repeat_interleave(r2))
+    return conv
+
+
 class PixelShuffleUpsample(nn.Sequential):
-    """×2 upsampling (§3.4.3.2): 3×3 conv c → 4c', PixelShuffle(2) (DepthToSpace), ReLU."""
+    """×2 upsampling (§3.4.3.2): 3×3 conv c → 4c', PixelShuffle(2) (DepthToSpace), ReLU; the conv is ICNR-initialised
+    (`icnr_`), so an untrained network upsamples without a checkerboard."""
 
     def __init__(self, in_channels, out_channels):
-        super().__init__(nn.Conv2d(in_channels, 4 * out_channels, 3, padding=1), nn.PixelShuffle(2),
+        super().__init__(icnr_(nn.Conv2d(in_channels, 4 * out_channels, 3, padding=1)), nn.PixelShuffle(2),
                          nn.ReLU(inplace=True))
 
 

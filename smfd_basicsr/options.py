@@ -46,6 +46,24 @@ REQUIRED_DATASET_KEYS = {
 }
 
 
+# Top-level keys read by BasicSR 1.4.2 or SMFD (plus ``network_*``). Other keys are allowed (a custom model may
+# read its own), unless they look like a misspelt known one: ``vall:`` would silently turn validation off.
+KNOWN_TOP_LEVEL = ('name', 'model_type', 'scale', 'num_gpu', 'manual_seed', 'datasets', 'path', 'train', 'val',
+                   'logger', 'dist_params', 'mask_source', 'find_unused_parameters', 'dist', 'rank', 'world_size',
+                   'auto_resume', 'is_train', 'root_path')
+
+
+def _check_top_level_keys(source, opt):
+    for key in opt:
+        if not isinstance(key, str):
+            raise OptionError(f'{source}: option {key!r}: option names must be text')
+        if key in KNOWN_TOP_LEVEL or key.startswith('network_'):
+            continue
+        close = difflib.get_close_matches(key, KNOWN_TOP_LEVEL, n=1, cutoff=0.75)
+        if close:
+            raise OptionError(f"{source}: option {key}: unknown option; did you mean '{close[0]}'?")
+
+
 def _section(source, opt, key, required=True):
     value = opt.get(key)
     if value is None and not required:
@@ -71,6 +89,7 @@ def _check_number(source, key, value, integer=False, minimum=None, above=None):
 
 def check_structure(opt, source='options', is_train=True):
     """Raise OptionError for the sections and values BasicSR's pipelines index without a default."""
+    _check_top_level_keys(source, opt)
     name = opt.get('name')
     if not isinstance(name, str) or not name.strip():
         problem = 'missing' if name is None else f'expected a text, got {name!r}'
@@ -90,6 +109,9 @@ def check_structure(opt, source='options', is_train=True):
         for key in REQUIRED_DATASET_KEYS.get(dataset.get('type'), ()):
             if dataset.get(key) in (None, ''):
                 raise OptionError(f'{source}: option {where}.{key}: missing')
+        if dataset.get('type') == 'PairedImageDataset' and 'scale' not in opt and 'scale' not in dataset:
+            raise OptionError(f'{source}: option scale: missing (PairedImageDataset of {where} reads it; 1 for '
+                              'deblurring)')
     _section(source, opt, 'path', required=False)
     if is_train:
         if 'train' not in datasets:
@@ -97,6 +119,8 @@ def check_structure(opt, source='options', is_train=True):
         _check_number(source, 'datasets.train.batch_size_per_gpu', datasets['train'].get('batch_size_per_gpu'),
                       integer=True, minimum=1)
         train = _section(source, opt, 'train')
+        if isinstance(train.get('total_iter'), float) and train['total_iter'].is_integer():
+            train['total_iter'] = int(train['total_iter'])  # total_iter: 4e3
         # total_iter 0 would "train" nothing and save the initial weights as net_g_latest (issue 14 item 5).
         _check_number(source, 'train.total_iter', train.get('total_iter'), integer=True, minimum=1)
         for key, value in train.items():
@@ -145,6 +169,29 @@ def validate_options(opt, source='options', is_train=None):
         _check_name(source, f'val.metrics.{name}.type', metric.get('type'), METRIC_REGISTRY, 'metric')
 
 
+def drop_unavailable_metrics(opt, source='options', is_train=True):
+    """Metrics that cannot run on this machine (LPIPS offline without its backbone weights), found before any
+    work instead of at the first image. Testing goes on without them: they are removed from ``val.metrics`` and
+    each gets a note "unavailable (reason)" (returned), as the benchmark reports them. Training refuses
+    (OptionError): its protocol and best-checkpoint choice may depend on the metric."""
+    from smfd_models.metrics import lpips_unavailable
+
+    notes = []
+    metrics = (opt.get('val') or {}).get('metrics') or {}
+    for name, metric in list(metrics.items()):
+        if metric.get('type') != 'smfd_lpips':
+            continue
+        reason = lpips_unavailable(metric.get('net', 'alex'), metric.get('pretrained_backbone', True))
+        if not reason:
+            continue
+        if is_train:
+            raise OptionError(f'{source}: option val.metrics.{name}: LPIPS unavailable ({reason}); provide the '
+                              f'weights or remove val.metrics.{name}')
+        del metrics[name]
+        notes.append(f'{source}: val.metrics.{name}: unavailable ({reason}); the other metrics go on without it')
+    return notes
+
+
 def fill_plugin_defaults(opt):
     """Defaults that follow from other options. A frozen mask generator is never saved, so resuming must not
     look for ``net_mask_<iter>.pth`` (BasicSR's check_resume would)."""
@@ -171,7 +218,10 @@ def force_options(opt, entries, source='options'):
                 raise OptionError(f"--force_yml {entry}: option '{'.'.join(path[:depth + 1])}' is not in {source} "
                                   '(--force_yml changes existing options only)')
             if depth == len(path) - 1:
-                node[key] = parse_value(text.strip())
+                try:
+                    node[key] = parse_value(text.strip())
+                except ValueError as err:
+                    raise OptionError(f'--force_yml {entry}: {err}') from err
             node = node[key]
     return opt
 
@@ -190,20 +240,22 @@ def build_parser():
 
 
 def load_options(source, force_yml=None, is_train=True):
-    """The option file ``source`` read, forced and checked: the dict or OptionError (file and key named)."""
+    """The option file ``source`` read, forced and checked: ``(opt, notes)`` or OptionError (file and key named);
+    ``notes``: metrics left out because they cannot run here (``drop_unavailable_metrics``)."""
     try:
         opt = read_option(source)
     except (OSError, ValueError) as err:
         raise OptionError(str(err)) from err
     force_options(opt, force_yml, source)
     validate_options(opt, source=source, is_train=is_train)
-    return opt
+    return opt, drop_unavailable_metrics(opt, source, is_train)
 
 
 def parse_options(root_path, is_train=True):
     """Drop-in for ``basicsr.utils.options.parse_options`` (1.4.2): same arguments, same result, checked first.
 
-    An option mistake exits with one line ``<prog>: error: <file>: option <key>: <problem>`` (status 1).
+    An option mistake exits with one line ``<prog>: error: <file>: option <key>: <problem>`` (status 1); a metric
+    that cannot run here is one ``<prog>: warning:`` line and the test goes on without it.
     """
     import torch
     from basicsr.utils import options as stock  # its init_dist is the CPU-safe one of smfd_basicsr.patches
@@ -211,10 +263,13 @@ def parse_options(root_path, is_train=True):
     from basicsr.utils.dist_util import get_dist_info
 
     args = build_parser().parse_args()
+    prog = osp.basename(sys.argv[0]) or 'basicsr'
     try:
-        opt = load_options(args.opt, args.force_yml, is_train=is_train)
+        opt, notes = load_options(args.opt, args.force_yml, is_train=is_train)
     except OptionError as err:
-        raise SystemExit(f'{osp.basename(sys.argv[0]) or "basicsr"}: error: {err}') from None
+        raise SystemExit(f'{prog}: error: {err}') from None
+    for note in notes:
+        print(f'{prog}: warning: {note}', file=sys.stderr, flush=True)
 
     # From here on BasicSR 1.4.2's parse_options, minus the parts done above.
     opt['dist'] = args.launcher != 'none'

@@ -3,11 +3,23 @@ partial one. Stdlib only; shared by checkpoints, images, LMDB meta files, JSON r
 
 The file gets the permissions a plain ``open(path, 'w')`` would give it (0666 minus the umask), not the 0600 of
 the temporary file ``mkstemp`` creates: results must stay readable by other users and web servers.
+
+A save killed mid-write (SIGKILL, power loss) leaves its temporary file ``.<name>.<pid>.<random>.tmp``. The first
+write of a process into a folder removes such leftovers whose process is gone (the pid in the name is not alive;
+a file without a pid, from before the pid was recorded, when it is older than this process); nothing else.
 """
 import functools
 import json
 import os
+import re
 import tempfile
+import time
+
+_STARTED = time.time()
+# .<target name>.<pid>.<mkstemp's 8 random characters>.tmp ; without <pid>: written before the pid was recorded
+_TEMP_WITH_PID = re.compile(r'^\..+\.(\d+)\.[a-z0-9_]{8}\.tmp(\.[A-Za-z0-9]+)?$')  # .tmp.mp4: atomic_write_named
+_TEMP_WITHOUT_PID = re.compile(r'^\..+\.[a-z0-9_]{8}\.tmp$')
+_cleaned_folders = set()
 
 
 @functools.lru_cache(maxsize=None)
@@ -18,20 +30,73 @@ def _default_mode():
     return 0o666 & ~umask
 
 
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder):
+    """Remove the temporary files killed saves of this writer left in ``folder``; returns their paths."""
+    removed = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    for name in names:
+        match = _TEMP_WITH_PID.match(name)
+        path = os.path.join(folder, name)
+        try:
+            if match:
+                pid = int(match.group(1))
+                if pid == os.getpid() or _pid_alive(pid):
+                    continue
+            elif not _TEMP_WITHOUT_PID.match(name) or os.path.getmtime(path) >= _STARTED:
+                continue
+            if os.path.isfile(path) and not os.path.islink(path):
+                os.remove(path)
+                removed.append(path)
+        except OSError:  # gone already (another process cleaned it) or not ours to remove
+            continue
+    return removed
+
+
 def atomic_write(path, write_fn):
     """Write through ``write_fn(binary_file)`` to a temporary file next to ``path``, fsync, then ``os.replace``.
 
     The temporary name starts with a dot and ends with ``.tmp``, so BasicSR's ``*.state`` scan (auto-resume) and
     folder listings never pick up a partial file.
     """
+    def write_to(tmp_path):
+        with open(tmp_path, 'wb') as f:
+            write_fn(f)
+
+    _write_and_replace(path, write_to, '.tmp')
+
+
+def atomic_write_named(path, write_to):
+    """``atomic_write`` for writers that need a file *name*, not a file object (OpenCV's video encoder picks the
+    container from the extension): ``write_to(tmp_path)`` writes ``.<name>.<pid>.<random>.tmp<ext>`` next to
+    ``path``, which then gets the normal permissions and replaces ``path``; removed when ``write_to`` fails."""
+    _write_and_replace(path, write_to, '.tmp' + os.path.splitext(os.fspath(path))[1])
+
+
+def _write_and_replace(path, write_to, suffix):
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp_path = tempfile.mkstemp(prefix=f'.{os.path.basename(path)}.', suffix='.tmp', dir=folder)
+    if folder not in _cleaned_folders:  # once per folder and process: a folder of 30k images is listed once
+        _cleaned_folders.add(folder)
+        remove_stale_temporaries(folder)
+    fd, tmp_path = tempfile.mkstemp(prefix=f'.{os.path.basename(path)}.{os.getpid()}.', suffix=suffix, dir=folder)
+    os.close(fd)
     try:
-        with os.fdopen(fd, 'wb') as f:
-            write_fn(f)
-            f.flush()
+        write_to(tmp_path)
+        with open(tmp_path, 'rb+') as f:
             os.fchmod(f.fileno(), _default_mode())
             os.fsync(f.fileno())
         os.replace(tmp_path, path)
@@ -63,3 +128,4 @@ def atomic_write_text(path, text):
 def atomic_write_json(obj, path, indent=2, sort_keys=True):
     """Write ``obj`` as JSON (UTF-8, trailing newline) atomically."""
     atomic_write_text(path, json.dumps(obj, indent=indent, sort_keys=sort_keys) + '\n')
+

@@ -130,6 +130,18 @@ def geometric_matrix(params, height, width):
     return (crop @ rotation)[:2]
 
 
+def geometric_image(img, params):
+    """Flip, rotate and crop one image (HWC float) on the grid of ``params``: ``apply_geometric`` without labels,
+    for the blurry input of a degraded sample (it must move exactly like its sharp face)."""
+    if params['hflip']:
+        img = img[:, ::-1]
+    if params['angle'] != 0.0 or params['crop_scale'] != 1.0:
+        height, width = img.shape[:2]
+        img = cv2.warpAffine(np.ascontiguousarray(img), geometric_matrix(params, height, width), (width, height),
+                             flags=cv2.INTER_LINEAR, borderMode=FILL_BORDER).reshape(img.shape)
+    return np.ascontiguousarray(img)
+
+
 def apply_geometric(img, labels, params, label_flip_lut=None):
     """Flip, rotate and crop ``img`` (HWC float) and ``labels`` (HW uint8) with the same parameters.
 
@@ -155,12 +167,17 @@ def apply_geometric(img, labels, params, label_flip_lut=None):
     return np.ascontiguousarray(img), np.ascontiguousarray(labels)
 
 
-def apply_photometric(img, params):
-    """Brightness (multiplicative), then contrast around the mean luma; clipped to [0, 1]."""
+def apply_photometric(img, params, reference=None):
+    """Brightness (multiplicative), then contrast around the mean luma; clipped to [0, 1].
+
+    ``reference``: the image whose mean luma is the contrast pivot (default ``img``). A degraded sample passes its
+    sharp face for both images, so blurry and sharp get the same pixel map.
+    """
     if params['brightness'] == 1.0 and params['contrast'] == 1.0:
         return img
     img = img * np.float32(params['brightness'])
-    mean = np.float32((img.reshape(-1, 3) @ BT601).mean())
+    reference = img if reference is None else reference * np.float32(params['brightness'])
+    mean = np.float32((reference.reshape(-1, 3) @ BT601).mean())
     img = (img - mean) * np.float32(params['contrast']) + mean
     return np.clip(img, 0.0, 1.0).astype(np.float32)
 
@@ -170,3 +187,14 @@ def augment_pair(img, labels, cfg, rng, label_flip_lut=None):
     params = sample_augmentation(cfg, rng)
     img, labels = apply_geometric(img, labels, params, label_flip_lut)
     return apply_photometric(img, params), labels, params
+
+
+def augment_degraded(lq, gt, labels, cfg, rng, label_flip_lut=None):
+    """Joint augmentation of a degraded sample (blurry ``lq``, sharp ``gt``, ``labels``): one draw, one warp grid
+    and one photometric map for all three (§3.4.6.1 applied to a generated blurred set, §3.4). Returns
+    ``(lq, gt, labels, params)``."""
+    params = sample_augmentation(cfg, rng)
+    gt_warped, labels = apply_geometric(gt, labels, params, label_flip_lut)
+    lq = geometric_image(lq, params)
+    return (apply_photometric(lq, params, reference=gt_warped), apply_photometric(gt_warped, params), labels,
+            params)

@@ -7,8 +7,11 @@ Input (the dataset as downloaded, or ``scripts/generate_synthetic_faces.py`` out
 
 Output (the layout ``SMFDFaceDataset`` reads, see docs/design.md)::
 
-    OUT/images/<id:05d>.png     face resized to --size (INTER_AREA; default: the mask resolution)
-    OUT/labels/<id:05d>.png     uint8 19-class label map (parts merged in the standard order, INTER_NEAREST)
+    OUT/images/<id:05d>.png     face resized to --size (INTER_AREA; default: the mask resolution); with
+                                --keep-source at its stored resolution (1024² in CelebAMask-HQ), for
+                                ``degrade_at: source`` (blur at full resolution, then resize: §3.4's order)
+    OUT/labels/<id:05d>.png     uint8 19-class label map (parts merged in the standard order, INTER_NEAREST; with
+                                --keep-source enlarged to the image size)
     OUT/meta_info/trainval.txt, test.txt               seeded 80:20 split (§3.4.6.2)
     OUT/meta_info/fold{k}_train.txt, fold{k}_val.txt   5 folds inside trainval; train.txt/val.txt = fold 1
     OUT/images.lmdb, OUT/labels.lmdb                   with --lmdb (BasicSR LMDBs, key = <id:05d>)
@@ -118,9 +121,22 @@ def read_part_masks(mask_paths):
     return masks
 
 
+def check_mask_fits(img_path, img_shape, mask_path, mask_shape):
+    """Refuse a mask whose aspect ratio differs from its image's: resizing it would stretch the parts off the face.
+    The same aspect ratio in another size is normal (CelebAMask-HQ: 1024² images, 512² masks) and is resized."""
+    (ih, iw), (mh, mw) = img_shape[:2], mask_shape[:2]
+    if abs(ih * mw - iw * mh) > 0.01 * ih * mw:
+        raise ValueError(f'{mask_path}: mask is {mw}x{mh}, its image {img_path} is {iw}x{ih} (another aspect '
+                         'ratio): refusing to stretch it')
+
+
+SOURCE = 'source'  # the ``size`` of --keep-source: the image keeps its stored resolution
+
+
 def resize_pair(img, labels, size):
-    """Resize an image and its labels to ``size``² (default: the labels' size), as ``smfd_data.image_io`` does."""
-    h, w = labels.shape if size is None else (size, size)
+    """Resize an image and its labels to ``size``² (default: the labels' size; ``SOURCE``: the image's size), as
+    ``smfd_data.image_io`` does."""
+    h, w = {None: labels.shape, SOURCE: img.shape[:2]}.get(size, (size, size))
     return resize_image(img, h, w), resize_labels(labels, h, w)
 
 
@@ -128,11 +144,12 @@ def prepare_sample(job):
     """Worker: merge, resize and write one sample. Returns (stem, 'done' | 'skipped' | 'error', message)."""
     stem, img_path, mask_paths, out, size = job
     img_out, label_out = os.path.join(out, 'images', f'{stem}.png'), os.path.join(out, 'labels', f'{stem}.png')
-    if outputs_ok(img_out, label_out, size):
+    if outputs_ok(img_out, label_out, None if size == SOURCE else size):
         return stem, 'skipped', ''
     try:
         labels = merge_part_masks(read_part_masks(mask_paths))
         img = imread_checked(img_path, cv2.IMREAD_COLOR)
+        check_mask_fits(img_path, img.shape, next(iter(mask_paths.values())), labels.shape)
         img, labels = resize_pair(img, labels, size)
         imwrite_atomic(label_out, labels)
         imwrite_atomic(img_out, img)  # BGR from OpenCV back to a normal RGB PNG
@@ -235,7 +252,11 @@ def parse_args(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('-i', '--input', required=True, help='CelebAMask-HQ root (holds CelebA-HQ-img/)')
     parser.add_argument('-o', '--output', required=True, help='output folder')
-    parser.add_argument('--size', type=int, default=None, help='output side in pixels (default: mask resolution)')
+    side = parser.add_mutually_exclusive_group()
+    side.add_argument('--size', type=int, default=None, help='output side in pixels (default: mask resolution)')
+    side.add_argument('--keep-source', action='store_true',
+                      help='keep each image at its stored resolution (labels enlarged to it, nearest): the input of '
+                      'degrade_at: source, which blurs at full resolution and resizes to gt_size afterwards (§3.4)')
     parser.add_argument('--lmdb', action='store_true', help='also write OUT/images.lmdb and OUT/labels.lmdb')
     parser.add_argument('--workers', type=int, default=min(8, os.cpu_count() or 1), help='parallel processes')
     parser.add_argument('--seed', type=int, default=0, help='seed of the --limit subset and of the splits')
@@ -258,7 +279,8 @@ def main(argv=None):
     ids = sorted(samples)
     if args.limit is not None and args.limit < len(ids):
         ids = sorted(np.random.default_rng([args.seed, 1]).choice(ids, args.limit, replace=False).tolist())
-    jobs = [(f'{i:05d}', samples[i][0], samples[i][1], args.output, args.size) for i in ids]
+    size = SOURCE if args.keep_source else args.size
+    jobs = [(f'{i:05d}', samples[i][0], samples[i][1], args.output, size) for i in ids]
     counts = {'done': 0, 'skipped': 0}
     ok = []
     results = run_jobs(prepare_sample, jobs, args.workers, 'prepare')

@@ -333,6 +333,40 @@ def kernel_for_op(op):
     return kernel
 
 
+def scale_kernel(kernel, factor):
+    """The PSF that ``kernel`` becomes on the grid of an image blurred at full resolution and then shrunk by
+    ``factor`` (< 1) with INTER_AREA (``image_io.resize_image``), for a sharp image that is constant on each
+    r×r block (r = 1/factor): K'[m] = Σ_d k[d] · w(d − r·m), w the r×r box correlated with itself / r².
+
+    Exact for integer r (1024² → 256²: a 41-px motion becomes an 11-px one of the same mass); other ratios use
+    the nearest integer r (an approximation, as Richardson–Lucy's PSF is anyway). Normalised to sum 1.
+    """
+    if factor >= 1.0:
+        return np.asarray(kernel, np.float32)
+    r = max(1, int(round(1.0 / factor)))
+    box = np.ones(r, np.float64)
+    tri = np.convolve(box, box) / r ** 2  # length 2r - 1, the weights of offsets -(r-1)..(r-1)
+    k = np.asarray(kernel, np.float64)
+    full = cv2.filter2D(np.pad(k, r - 1), cv2.CV_64F, np.outer(tri, tri), borderType=cv2.BORDER_CONSTANT)
+    centre = (k.shape[0] - 1) // 2 + r - 1, (k.shape[1] - 1) // 2 + r - 1
+    half = [int(math.ceil(c / r)) for c in centre]  # taps reaching the padded border
+    rows = centre[0] + r * np.arange(-half[0], half[0] + 1)
+    cols = centre[1] + r * np.arange(-half[1], half[1] + 1)
+    rows, cols = rows[(rows >= 0) & (rows < full.shape[0])], cols[(cols >= 0) & (cols < full.shape[1])]
+    out = full[np.ix_(rows, cols)]
+    return (out / out.sum()).astype(np.float32)
+
+
+def output_kernels(params):
+    """The PSFs of ``params`` in application order at the resolution of the degraded output: a degradation applied
+    at the source resolution (``degrade_at: source``, ``source_shape``/``output_shape`` recorded) is rescaled."""
+    kernels = [np.asarray(kernel_for_op(op), np.float32) for op in blur_ops(params)]
+    if params.get('source_shape') and params.get('output_shape'):
+        factor = params['output_shape'][0] / params['source_shape'][0]
+        kernels = [scale_kernel(k, factor) for k in kernels]
+    return kernels
+
+
 def resized_shape(h, w, scale):
     """(h, w) of the downscaled image: round(side / s), at least 1 pixel."""
     return max(1, int(math.floor(h / scale + 0.5))), max(1, int(math.floor(w / scale + 0.5)))

@@ -1,8 +1,9 @@
 """BasicSR datasets of sharp faces + semantic masks, degraded on the fly (paper §3.4.1, §3.4.2, §3.4.6.1).
 
 ``SMFDFaceDataset`` turns a prepared CelebAMask-HQ layout (``scripts/prepare_celebamask_hq.py``) into training
-samples: read the sharp face and its 19-class label map, resize to ``gt_size``, augment both jointly (train
-phase), group 19 → K labels (§3.4.2), degrade the sharp face with the randomized pipeline of §3.4.1.
+samples: read the sharp face and its 19-class label map, degrade and resize in the order ``degrade_at`` says
+(``source``: degrade at the stored resolution, then resize to ``gt_size``, the paper's order of §3.4;
+``output``: resize first, degrade at ``gt_size``), augment jointly (train phase), group 19 → K labels (§3.4.2).
 The fixed degraded sets of ``scripts/degrade_testset.py`` are read by ``SMFDDegradedFolderDataset``
 (``smfd_data.degraded_dataset``).
 Options, conversions and layouts: ``docs/dataset.md``.
@@ -13,11 +14,11 @@ import os.path as osp
 
 import numpy as np
 import torch
-from basicsr.utils import FileClient
+from basicsr.utils import FileClient, get_root_logger
 from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data as data
 
-from smfd_data.augment import AugmentConfig, augment_pair
+from smfd_data.augment import AugmentConfig, augment_degraded, augment_pair
 from smfd_data.degradation import DegradationConfig, apply_degradation, rng_for_sample, sample_degradation
 from smfd_data.face_labels import NUM_CELEBAMASK_CLASSES, flip_lut, group_names, grouping_lut
 from smfd_data.image_io import (
@@ -33,6 +34,11 @@ from smfd_data.image_io import (
 from smfd_data.lmdb_io import lmdb_keys
 
 MASK_ENCODINGS = ('onehot', 'label')
+# §3.4: "blurred using the proposed method and resized to 256 x 256" (source) vs resize, then blur (output)
+DEGRADE_AT = ('source', 'output')
+# Seeds of the deterministic phases when the option gives none: validation and test images get different
+# degradations (image i of each would otherwise share its blur).
+DEFAULT_SEEDS = {'train': 0, 'val': 0, 'test': 1}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -154,15 +160,32 @@ def params_to_json(params):
     return json.dumps(params, sort_keys=True)
 
 
+class WorkerRng:
+    """One numpy generator per process, seeded from torch's per-worker seed (set by BasicSR's manual_seed), so
+    training is reproducible and DataLoader workers draw different samples."""
+
+    _rng, _rng_key = None, None
+
+    def _train_rng(self):
+        info = data.get_worker_info()
+        key = (os.getpid(), None if info is None else info.seed)
+        if self._rng_key != key:
+            self._rng = np.random.default_rng(torch.initial_seed() if info is None else info.seed)
+            self._rng_key = key
+        return self._rng
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Datasets
 # ----------------------------------------------------------------------------------------------------------------
 @DATASET_REGISTRY.register()
-class SMFDFaceDataset(data.Dataset):
+class SMFDFaceDataset(WorkerRng, data.Dataset):
     """Sharp face + semantic mask → (blurry ``lq``, sharp ``gt``, ``mask``) with on-the-fly degradation.
 
-    Pipeline per sample (§3.4): read → resize to ``gt_size`` → joint augmentation (train phase, §3.4.6.1) →
-    group 19 → K labels (§3.4.2) → degrade the (augmented) sharp face (§3.4.1).
+    Pipeline per sample, ``degrade_at: source`` (the paper's order, §3.4): read at the stored resolution →
+    degrade there (§3.4.1) → resize blurry, sharp and labels to ``gt_size`` → joint augmentation of all three
+    (train phase, §3.4.6.1) → group 19 → K labels (§3.4.2). ``degrade_at: output`` (default): read → resize to
+    ``gt_size`` → joint augmentation → group → degrade the (augmented) sharp face at ``gt_size``.
 
     Randomness: in the train phase the degradation and augmentation use a generator seeded from torch's
     per-worker seed (``get_worker_info().seed``, or ``torch.initial_seed()`` without workers), so BasicSR's
@@ -198,13 +221,25 @@ class SMFDFaceDataset(data.Dataset):
         if self.gray_lq and self.degrade_on_device:
             raise ValueError('gray_lq and degrade_on_device exclude each other: with degrade_on_device the model '
                              'degrades the RGB gt itself (MaskGenerator converts RGB to gray on its own)')
+        self.degrade_at = opt.get('degrade_at', 'output')
+        if self.degrade_at not in DEGRADE_AT:
+            raise ValueError(f'degrade_at must be one of {DEGRADE_AT}, got {self.degrade_at!r}')
+        if self.degrade_at == 'source' and self.degrade_on_device:
+            raise ValueError('degrade_at: source and degrade_on_device exclude each other: the model degrades the '
+                             'batch at gt_size (use degrade_at: output)')
         self.deterministic = bool(opt.get('deterministic', False)) or self.phase != 'train'
-        self.seed = int(opt.get('seed', 0))
+        # The thesis generated one blurred copy per image and augmented it in real time (§3.4, §3.4.6.1):
+        # degrade_once keeps image i's degradation fixed (rng_for_sample(seed, i), the frozen set's bytes)
+        # while the augmentation stays fresh per load.
+        self.degrade_once = bool(opt.get('degrade_once', False))
+        if self.degrade_once and self.degrade_on_device:
+            raise ValueError('degrade_once and degrade_on_device exclude each other: the model draws a fresh '
+                             'degradation per batch on the device')
+        self.seed = int(opt['seed']) if opt.get('seed') is not None else DEFAULT_SEEDS.get(self.phase, 0)
         self.degradation_cfg = DegradationConfig.from_dict(opt.get('degradation') or {})
         # §3.4.6.1: augmentation is real-time training augmentation; val/test samples are never augmented
         self.augment_cfg = AugmentConfig.from_option(opt.get('augment') if self.phase == 'train' else False)
         self.flip_lut = None if self.mask_root_pred is not None else np.asarray(flip_lut(), dtype=np.uint8)
-        self._rng, self._rng_key = None, None
 
         self.stems = self._read_stems(opt.get('meta_info_file'))
         if self.backend == 'disk':
@@ -213,6 +248,19 @@ class SMFDFaceDataset(data.Dataset):
             for root in (self.gt_root, self.mask_root):
                 if root is not None and not osp.isdir(root):
                     raise FileNotFoundError(f'{root}: lmdb folder does not exist')
+        self._log_setup()
+
+    def _log_setup(self):
+        """Which seed and which order this dataset uses, so a log tells validation and test sets apart."""
+        if self.deterministic or self.degrade_once:
+            origin = 'option seed' if self.opt.get('seed') is not None else f'default of the {self.phase} phase'
+            seed = f'degradation seed {self.seed} ({origin}), image i uses rng_for_sample({self.seed}, i)'
+            if self.degrade_once and not self.deterministic:
+                seed += ' (degrade_once: one degraded copy per image, augmentation drawn per load)'
+        else:
+            seed = 'degradation drawn per load from the worker seed (manual_seed)'
+        get_root_logger().info(f'{type(self).__name__} {self.opt.get("name", "")} [{self.phase}]: '
+                               f'{len(self.stems)} images, {seed}, degrade_at {self.degrade_at}')
 
     # ---- file index -------------------------------------------------------------------------------------------
     def _read_stems(self, meta_info_file):
@@ -259,57 +307,75 @@ class SMFDFaceDataset(data.Dataset):
             raise FileNotFoundError(f'{root}[{stem}]: key {stem!r} not in the lmdb')
         return content, f'{root}[{stem}]'  # how errors name the entry
 
-    def read_pair(self, index):
-        """Sharp RGB float image and its labels (19-class, or predicted group labels), both resized to gt_size.
+    def read_pair(self, index, resize=True):
+        """Sharp RGB float image and its labels (19-class, or predicted group labels), both resized to gt_size
+        (``resize=False``: at the stored resolution; predicted labels may then still be at gt_size).
 
         Returns ``(img, labels, gt_path)``.
         """
         content, gt_path = self._get_bytes(index, 'gt')
         img = decode_image(content, gt_path)
         source_shape = img.shape[:2]
-        if self.gt_size:
+        if self.gt_size and resize:
             img = resize_image(img, self.gt_size, self.gt_size)
         if self.mask_root_pred is not None:
+            output_shape = (self.gt_size, self.gt_size) if self.gt_size else source_shape
             labels = read_pred_labels(self.mask_root_pred, self.stems[index], self.num_classes,
-                                      (source_shape, img.shape[:2]))
+                                      (source_shape, output_shape))
         else:
             content, mask_path = self._get_bytes(index, 'mask')
             labels = decode_labels(content, mask_path, NUM_CELEBAMASK_CLASSES)
             if labels.shape != source_shape:
                 raise ValueError(f'{mask_path}: label map size {labels.shape} differs from the image {gt_path} '
                                  f'size {source_shape}')
-        if self.gt_size:
+        if self.gt_size and resize:
             labels = resize_labels(labels, self.gt_size, self.gt_size)
         return img, labels, gt_path
 
     # ---- randomness -------------------------------------------------------------------------------------------
-    def _train_rng(self):
-        """One generator per process, seeded from torch's per-worker seed (set by BasicSR's manual_seed)."""
-        info = data.get_worker_info()
-        key = (os.getpid(), None if info is None else info.seed)
-        if self._rng_key != key:
-            self._rng = np.random.default_rng(torch.initial_seed() if info is None else info.seed)
-            self._rng_key = key
-        return self._rng
-
     def sample_rngs(self, index):
         """(degradation rng, augmentation rng) of sample ``index``."""
         if self.deterministic:
             rng = rng_for_sample(self.seed, index)
             return rng, rng.spawn(1)[0]  # child stream: switching augmentation does not change the degradation
         rng = self._train_rng()
+        if self.degrade_once:
+            return rng_for_sample(self.seed, index), rng
         return rng, rng
 
     # ---- sample -----------------------------------------------------------------------------------------------
-    def __getitem__(self, index):
+    def degrade_at_source(self, index, rng_degradation, rng_augment):
+        """§3.4's order: degrade at the stored resolution, resize blurry, sharp and labels to gt_size, then augment
+        the three jointly (the paper augmented its generated blurred set in real time). ``(lq, img, labels,
+        params, gt_path)``; ``params`` records the resolution its kernels act at (``source_shape``)."""
+        img, labels, gt_path = self.read_pair(index, resize=False)
+        params = sample_degradation(self.degradation_cfg, rng_degradation)
+        lq = apply_degradation(img, params)
+        source_shape = list(img.shape[:2])
+        if self.gt_size:
+            img = resize_image(img, self.gt_size, self.gt_size)
+            lq = resize_image(lq, self.gt_size, self.gt_size)
+            labels = resize_labels(labels, self.gt_size, self.gt_size)
+        params = dict(params, degrade_at='source', source_shape=source_shape, output_shape=list(img.shape[:2]))
+        if self.augment_cfg.enabled:
+            lq, img, labels, _ = augment_degraded(lq, img, labels, self.augment_cfg, rng_augment, self.flip_lut)
+        return lq, img, labels, params, gt_path
+
+    def degrade_at_output(self, index, rng_degradation, rng_augment):
+        """Resize to gt_size, augment (the augmented sharp face is gt), then degrade at gt_size."""
         img, labels, gt_path = self.read_pair(index)
-        rng_degradation, rng_augment = self.sample_rngs(index)
         if self.augment_cfg.enabled:  # §3.4.6.1, before degradation: gt is the augmented sharp face
             img, labels, _ = augment_pair(img, labels, self.augment_cfg, rng_augment, self.flip_lut)
-        if self.mask_root_pred is None:
-            labels = self.lut[labels]  # §3.4.2 grouping, after the left/right swap of the flip
         params = sample_degradation(self.degradation_cfg, rng_degradation)
         lq = img if self.degrade_on_device else apply_degradation(img, params)
+        return lq, img, labels, params, gt_path
+
+    def __getitem__(self, index):
+        rng_degradation, rng_augment = self.sample_rngs(index)
+        build = self.degrade_at_source if self.degrade_at == 'source' else self.degrade_at_output
+        lq, img, labels, params, gt_path = build(index, rng_degradation, rng_augment)
+        if self.mask_root_pred is None:
+            labels = self.lut[labels]  # §3.4.2 grouping, after the left/right swap of the flip
         # BasicSR names saved pictures osp.splitext(osp.basename(lq_path))[0]: make that the stem for lmdb too
         path = gt_path if self.backend == 'disk' else osp.join(self.gt_root, self.stems[index])
         return pack_sample(lq, img, labels, self.num_classes, self.mask_encoding, self.gray_lq, path, path, index,

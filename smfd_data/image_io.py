@@ -5,7 +5,9 @@ the benchmark and the demo.
 - one completeness rule: a PNG must reach its IEND chunk, a JPEG its end-of-image marker after the scan data,
   walking the file's own structure; bytes *after* the end (phone "motion photos" append a video) are allowed, as
   OpenCV and PIL allow them, while a cut-off file is refused (OpenCV would decode it into grey rows);
-- EXIF orientation applied (phone photos are stored sideways with an orientation tag);
+- EXIF orientation applied, once (phone photos are stored sideways with an orientation tag; OpenCV's own rotation
+  is switched off);
+- GIF: the first frame;
 - non-finite pixels (NaN/inf in float TIFFs) refused: they would come out as black images;
 - atomic writes (``smfd_data.atomic_io``: a reader sees the old file or the new one, never a partial one).
 

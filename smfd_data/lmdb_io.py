@@ -4,14 +4,21 @@
 size from the first image only (``MDB_MAP_FULL`` when images differ in size or compress differently) and it
 calls ``sys.exit`` when the target exists. Here the map size is computed from all inputs and the LMDB is
 built under a temporary name, then moved into place, so an interrupted run never leaves a half-written LMDB
-that looks complete.
+that looks complete. ``<lmdb>/sources.json`` records each source file's size and mtime: a rerun keeps the LMDB
+only when the sources are unchanged (an image re-prepared before an interrupted rebuild makes it stale).
 """
+import glob
+import json
 import os
 import shutil
 import sys
 
 import cv2
 import numpy as np
+
+from smfd_data.atomic_io import atomic_write_json
+
+SOURCES_FILE = 'sources.json'
 
 
 def _decoded_nbytes(path):
@@ -50,9 +57,31 @@ def lmdb_keys(lmdb_path):
         return [os.path.splitext(line.split(' ')[0])[0] for line in f if line.strip()]
 
 
-def _is_complete(lmdb_path, keys):
-    return (os.path.isfile(os.path.join(lmdb_path, 'data.mdb'))
-            and sorted(lmdb_keys(lmdb_path) or []) == sorted(keys))
+def source_record(items):
+    """What the LMDB was built from: key → [source file name, size, mtime in ns] (cheap, no file is read)."""
+    record = {}
+    for key in sorted(items):
+        st = os.stat(items[key])
+        record[key] = [os.path.basename(items[key]), st.st_size, st.st_mtime_ns]
+    return record
+
+
+def _is_current(lmdb_path, keys, record):
+    """True if ``lmdb_path`` is a complete LMDB of ``keys`` built from exactly the sources in ``record``."""
+    if not (os.path.isfile(os.path.join(lmdb_path, 'data.mdb')) and sorted(lmdb_keys(lmdb_path) or []) == keys):
+        return False
+    try:
+        with open(os.path.join(lmdb_path, SOURCES_FILE), encoding='utf-8') as f:
+            return json.load(f) == record
+    except (OSError, ValueError):  # an LMDB from before the record existed: rebuild once
+        return False
+
+
+def remove_stale_builds(lmdb_path):
+    """Remove ``<name>.tmp.lmdb`` / ``<name>.old.lmdb`` folders an interrupted build left next to ``lmdb_path``."""
+    base = lmdb_path[:-len('.lmdb')]
+    for leftover in glob.glob(glob.escape(base) + '.tmp.lmdb') + glob.glob(glob.escape(base) + '.old.lmdb'):
+        shutil.rmtree(leftover, ignore_errors=True)
 
 
 def write_lmdb(lmdb_path, items, map_size=None, overwrite=False, compress_level=1):
@@ -62,7 +91,7 @@ def write_lmdb(lmdb_path, items, map_size=None, overwrite=False, compress_level=
         lmdb_path (str): target folder, must end with ``.lmdb``.
         items (Mapping[str, str]): key → image file path.
         map_size (int | None): LMDB map size; None: ``lmdb_map_size`` of all inputs.
-        overwrite (bool): rebuild even if ``lmdb_path`` already holds exactly these keys.
+        overwrite (bool): rebuild even if ``lmdb_path`` already holds these keys built from these sources.
         compress_level (int): PNG compression level of the stored images.
 
     Returns:
@@ -81,7 +110,11 @@ def write_lmdb(lmdb_path, items, map_size=None, overwrite=False, compress_level=
             raise ValueError(f'{lmdb_path}: LMDB key {key!r} must be ASCII without spaces ({items[key]})')
         if not os.path.isfile(items[key]):
             raise FileNotFoundError(f'{items[key]}: file not found (LMDB key {key!r})')
-    if os.path.exists(lmdb_path) and not overwrite and _is_complete(lmdb_path, keys):
+    record = source_record(items)
+    # a leftover .old.lmdb is never needed: the kill came before (the target is missing: rebuild) or after the
+    # new LMDB was moved into place
+    remove_stale_builds(lmdb_path)
+    if os.path.exists(lmdb_path) and not overwrite and _is_current(lmdb_path, keys, record):
         print(f'{lmdb_path} already holds these {len(keys)} images; kept (overwrite=True rebuilds it).')
         return False
     if map_size is None:
@@ -89,14 +122,11 @@ def write_lmdb(lmdb_path, items, map_size=None, overwrite=False, compress_level=
 
     # BasicSR insists on the ".lmdb" suffix and exits if the folder exists: build under a fresh temporary name
     tmp_path = lmdb_path[:-len('.lmdb')] + '.tmp.lmdb'
-    if os.path.exists(tmp_path):
-        shutil.rmtree(tmp_path)
     make_lmdb_from_imgs('', tmp_path, [items[k] for k in keys], keys, compress_level=compress_level,
                         map_size=map_size)
+    atomic_write_json(record, os.path.join(tmp_path, SOURCES_FILE))  # inside the folder that is renamed
     if os.path.exists(lmdb_path):  # os.replace cannot replace a non-empty folder: move the old one aside first
         old_path = lmdb_path[:-len('.lmdb')] + '.old.lmdb'
-        if os.path.exists(old_path):
-            shutil.rmtree(old_path)
         os.replace(lmdb_path, old_path)
         os.replace(tmp_path, lmdb_path)
         shutil.rmtree(old_path)

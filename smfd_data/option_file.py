@@ -22,8 +22,12 @@ OptionLoader.add_implicit_resolver(
 
 
 def parse_value(text):
-    """One option value written as YAML text (``1e6`` → 1e6, ``[1, 2]`` → a list, ``~`` → None)."""
-    return yaml.load(text, Loader=OptionLoader)
+    """One option value written as YAML text (``1e6`` → 1e6, ``[1, 2]`` → a list, ``~`` → None); ValueError if
+    ``text`` is not YAML."""
+    try:
+        return yaml.load(text, Loader=OptionLoader)
+    except yaml.YAMLError as err:
+        raise ValueError(f'{text!r} is not a valid YAML value ({" ".join(str(err).split())})') from err
 
 
 def read_option(path):

@@ -2,6 +2,7 @@
 
     python scripts/run_ablations.py --testset datasets/smfd_test [--opts 'options/ablations/*.yml'] [--runs 3]
     python scripts/run_ablations.py --dry-run
+    python scripts/run_ablations.py --costs [--size 256]     # params and GMACs per row, nothing trained
 
 Each option file is one configuration (e.g. backbone without the mask branch, traditional / transposed /
 pixel-shuffle attention upsampling, with or without the post-processing block). Its label in the table comes from
@@ -12,6 +13,11 @@ exists, unless --force) and tested on ``--testset`` (default: its own validation
 scripts/degrade_testset.py) with scripts/benchmark.py's evaluation, masks as its ``mask_source`` says.
 ``--runs N`` repeats each configuration with seeds manual_seed + i (names ``<name>_run{i}``) and reports mean ± SD
 (population SD, as scripts/cross_validation.py). Writes OUT/ablations.{md,json} (default OUT: results/ablations).
+
+Every row reports its network's parameters, the ratio to the pixel-shuffle row (``attention_pixelshuffle.yml``;
+the size-matched transpose / traditional-upsampling rows are within 5 % of it, so that the upsampling comparison
+is not a capacity comparison) and its GMACs for one ``--size``² face (fvcore, batch 1). ``--costs`` prints only
+that table.
 """
 import argparse
 import copy
@@ -27,6 +33,7 @@ from smfd_eval.cross_validation import aggregate, dump_yaml, log
 from smfd_inference.loading import resolve_device
 
 DEFAULT_OPTS = os.path.join('options', 'ablations', '*.yml')
+REFERENCE_ROW = 'attention_pixelshuffle.yml'  # Table 4.3's pixel-shuffle row: the capacity the others are matched to
 
 
 def label_of(path, opt):
@@ -47,6 +54,45 @@ def label_of(path, opt):
             if line and not line.startswith('#'):
                 break
     return opt.get('name', os.path.splitext(os.path.basename(path))[0]), None, None
+
+
+def network_cost(network_opt, size=256):
+    """``(params, GMACs)`` of a ``network_g`` for one size² face (batch 1, CPU, random weights); GMACs is
+    'unavailable (reason)' when fvcore cannot trace it."""
+    import torch
+    from basicsr.archs import build_network
+
+    from smfd_arch.blocks import count_parameters
+    from smfd_eval.timing import count_macs
+
+    net = build_network(dict(network_opt)).eval()
+    inputs = (torch.rand(1, 3, size, size), )
+    if getattr(net, 'use_mask', False):
+        inputs += (torch.zeros(1, size, size, dtype=torch.long), )  # labels; the one-hot costs no MACs
+    result = count_macs(net, inputs)
+    gmacs = result['gmacs'] if 'gmacs' in result else f'unavailable ({result["error"][:80]})'
+    return count_parameters(net), gmacs
+
+
+def cost_rows(configs, size=256):
+    """One ``{'label', 'option', 'params', 'gmacs', 'params_ratio'}`` per configuration; ``params_ratio`` relative
+    to the pixel-shuffle row when it is among them."""
+    rows = [{'label': label, 'option': path, **dict(zip(('params', 'gmacs'), network_cost(runs[0]['network_g'],
+                                                                                          size)))}
+            for path, label, _, _, runs in configs]
+    reference = next((r['params'] for r in rows if os.path.basename(r['option']) == REFERENCE_ROW), None)
+    for row in rows:
+        row['params_ratio'] = row['params'] / reference if reference else None
+    return rows
+
+
+def format_cost_markdown(rows, size):
+    lines = [f'| Configuration | option | params | vs pixel-shuffle | GMACs ({size}²) |', '|---|---|---|---|---|']
+    for r in rows:
+        ratio = '—' if r['params_ratio'] is None else f'{100 * (r["params_ratio"] - 1):+.1f} %'
+        gmacs = f'{r["gmacs"]:.2f}' if isinstance(r['gmacs'], float) else r['gmacs']
+        lines.append(f'| {r["label"]} | {os.path.basename(r["option"])} | {r["params"]:,} | {ratio} | {gmacs} |')
+    return '\n'.join(lines) + '\n'
 
 
 def run_options(opt, runs):
@@ -86,6 +132,8 @@ def build_parser():
     p.add_argument('--testset', help='degraded test set (default: each configuration\'s validation split)')
     p.add_argument('--out', default=os.path.join('results', 'ablations'))
     p.add_argument('--runs', type=int, default=1, help='repetitions per configuration (different seeds)')
+    p.add_argument('--costs', action='store_true', help='print params and GMACs per row, train nothing')
+    p.add_argument('--size', type=int, default=256, help='face side of the GMACs count (default %(default)s)')
     cross_validation.add_run_options(p, 'configurations', 'print the configurations and commands, train nothing')
     return p
 
@@ -106,6 +154,10 @@ def main(argv=None):
     if not configs:
         log(f'run_ablations: error: no option files match {args.opts}')
         return 2
+    if args.costs:
+        register()
+        print(format_cost_markdown(cost_rows(configs, args.size), args.size), end='')
+        return 0
     if args.dry_run:
         for path, label, _, _, runs in configs:
             for run in runs:
@@ -129,7 +181,11 @@ def main(argv=None):
             log(f'{label} [{run["name"]}]: PSNR {scores[-1]["psnr"]:.2f} dB, SSIM {scores[-1]["ssim"]:.4f}')
         rows.append({'label': label, 'option': path, 'runs': scores, 'summary': aggregate(scores),
                      'paper_psnr': paper_psnr, 'paper_ssim': paper_ssim})
-    markdown = format_ablation_markdown(rows, f'Ablations ({len(rows)} configurations)')
+    costs = cost_rows(configs, args.size)
+    for row, cost in zip(rows, costs):
+        row.update(params=cost['params'], gmacs=cost['gmacs'], params_ratio=cost['params_ratio'])
+    markdown = (format_ablation_markdown(rows, f'Ablations ({len(rows)} configurations)')
+                + f'\nNetwork size per row:\n\n{format_cost_markdown(costs, args.size)}')
     atomic_write_json({'rows': rows}, os.path.join(args.out, 'ablations.json'))
     atomic_write_text(os.path.join(args.out, 'ablations.md'), markdown)
     print(markdown)

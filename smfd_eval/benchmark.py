@@ -7,7 +7,10 @@
         --folder codeformer=results/codeformer/final_results --richardson-lucy
 
 Rows: ``input`` (the blurry floor, always), ``richardson_lucy`` (classical deconvolution with the TRUE blur of each
-image, from the test set's params.json: an oracle-kernel baseline), then the methods in command-line order.
+image, from the test set's params.json: an oracle-kernel baseline), then the methods in command-line order. A
+cascade with generated masks gives two rows (issue 10): ``NAME`` hands SMFD-UNet the mask it was trained on
+(``mask_handoff`` of its option, default the one-hot of the prediction) and ``NAME_soft`` (or ``NAME_onehot``) the
+other reading; ``handoff=onehot|soft`` keeps one.
 Columns (paper Table 4.2 + extras): PSNR, SSIM, MSE, NIQE, LPIPS, FID, identity (cosine similarity of ArcFace
 embeddings of output and GT, smfd_eval/identity.py), PSNR/SSIM of the face and of the facial components (5-group
 mask regions, docs/metrics.md), mask Dice/Jaccard (methods that predict masks), parameters,
@@ -40,7 +43,7 @@ from smfd_eval.methods import (
     _check_options,
     basicsr_method,
     parse_spec,
-    smfd_method,
+    smfd_methods,
     unavailable,
 )
 from smfd_eval.metric_suite import MetricSuite, _mean
@@ -136,7 +139,7 @@ def build_methods(args, device):
     for text in args.basicsr:
         methods.append(basicsr_method(text, device))
     for text in args.smfd:
-        methods.append(smfd_method(text, device, args.experiments_dir))
+        methods.extend(smfd_methods(text, device, args.experiments_dir))
     names = [m.name for m in methods]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -151,7 +154,8 @@ def build_parser():
     p.add_argument('--out', required=True, help='output folder for benchmark.{md,csv,json}, grid.png, outputs/')
     p.add_argument('--smfd', action='append', default=[], metavar='NAME=OPT_OR_CKPT[,mask=gt|generator]',
                    help='an SMFD model: test/train option YAML (path.pretrain_network_g) or checkpoint; '
-                   'mask=generator (cascade, default) or gt (dataset masks); mask_weights=PATH')
+                   'mask=generator (cascade, default) or gt (dataset masks); mask_weights=PATH; handoff=onehot|soft '
+                   '(generated masks; default both rows: NAME with the trained hand-off, NAME_<other> with the other)')
     p.add_argument('--basicsr', action='append', default=[], metavar='NAME=ARCH_YAML:CKPT',
                    help='any BasicSR arch (YAML with network_g) + checkpoint; options range=-1:1 (inputs/outputs in '
                    '[-1,1]), size=S (run at S×S), param_key=K')

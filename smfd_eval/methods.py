@@ -16,8 +16,10 @@ from smfd_data.image_io import list_images, read_image, resize_image, resize_lab
 from smfd_data.option_file import read_option
 from smfd_eval.richardson_lucy import richardson_lucy
 from smfd_eval.timing import count_macs
+from smfd_inference.cascade import SMFDCascade
 from smfd_inference.loading import build_network, load_cascade, network_option
 from smfd_inference.restorer import images_to_batch
+from smfd_models.mask_source import MASK_HANDOFFS
 
 NOT_APPLICABLE = '—'
 
@@ -152,7 +154,9 @@ class SMFDMethod(NetworkMethod):
     def describe(self):
         if not self.module.use_mask:
             return 'SMFD-UNet without mask branch'
-        return f'SMFD-UNet, {"ground-truth" if self.mask_source == "gt" else "generated"} masks'
+        if self.mask_source == 'gt':
+            return 'SMFD-UNet, ground-truth masks'
+        return f'SMFD-UNet, generated masks, {self.module.mask_handoff} hand-off'
 
 
 class BasicSRMethod(NetworkMethod):
@@ -228,10 +232,27 @@ def _check_options(flag, name, options, valid):
         raise ValueError(f'{flag} {name}: unknown option(s) {unknown}; valid: {sorted(valid)}')
 
 
+def smfd_methods(text, device, experiments_dir='experiments'):
+    """The rows of one ``--smfd`` spec: with generated masks and no ``handoff=`` option, both hand-offs (issue 10):
+    ``NAME`` with the one the net was trained on (the option's ``mask_handoff``, default one-hot) and
+    ``NAME_<other>`` with the other, sharing the networks. Otherwise the one row of ``smfd_method``."""
+    name, _, options = parse_spec(text, '--smfd')
+    method = smfd_method(text, device, experiments_dir)
+    if method.mask_source != 'generator' or 'handoff' in options:
+        return [method]
+    cascade = method.module
+    other = 'soft' if cascade.mask_handoff == 'onehot' else 'onehot'
+    twin = SMFDCascade(cascade.smfd, cascade.mask_generator, other).eval()
+    return [method, SMFDMethod(f'{name}_{other}', twin, 'generator')]
+
+
 def smfd_method(text, device, experiments_dir='experiments'):
-    """``NAME=OPTION.yml|CHECKPOINT.pth[,mask=gt|generator][,mask_weights=PATH]`` → SMFDMethod."""
+    """``NAME=OPTION.yml|CHECKPOINT.pth[,mask=gt|generator][,mask_weights=PATH][,handoff=onehot|soft]`` →
+    SMFDMethod (``handoff`` default: the option's ``mask_handoff``, else one-hot)."""
     name, target, options = parse_spec(text, '--smfd')
-    _check_options('--smfd', name, options, ('mask', 'mask_weights'))
+    _check_options('--smfd', name, options, ('mask', 'mask_weights', 'handoff'))
+    if 'handoff' in options and options['handoff'] not in MASK_HANDOFFS:
+        raise ValueError(f'--smfd {name}: handoff={options["handoff"]!r}; use {" or ".join(MASK_HANDOFFS)}')
     weights, opt_path = target, None
     if target.lower().endswith(('.yml', '.yaml')):
         opt_path = target
@@ -247,7 +268,8 @@ def smfd_method(text, device, experiments_dir='experiments'):
     if mask_source not in ('gt', 'generator'):
         raise ValueError(f'--smfd {name}: mask={mask_source!r}; use gt or generator')
     cascade, info = load_cascade(weights, options.get('mask_weights'), opt_path, device=device,
-                                           experiments_dir=experiments_dir, need_generator=mask_source == 'generator')
+                                 experiments_dir=experiments_dir, need_generator=mask_source == 'generator',
+                                 mask_handoff=options.get('handoff'))
     if not cascade.use_mask:
         mask_source = None
     return SMFDMethod(name, cascade, mask_source)

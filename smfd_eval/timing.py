@@ -26,7 +26,7 @@ __all__ = [
 # Tiny SMFD configurations for the test-suite's smoke runs (--tiny): every code path, none of the cost.
 TINY_UNET = dict(encoder_widths=(4, 8, 8, 8), bottleneck_width=8, decoder_widths=(8, 8, 8, 4), final_width=4,
                  head_channels=4, growth=2, growth_ratio=None)
-TINY_MASK = dict(encoder_widths=(4, 8, 8), decoder_widths=(8, 8, 4), final_width=4, head_channels=4, growth=2,
+TINY_MASK = dict(encoder_widths=(4, 8, 8, 8), decoder_widths=(8, 8, 4), final_width=4, head_channels=4, growth=2,
                  growth_ratio=None)
 
 

@@ -9,6 +9,7 @@ folder may not hold an input, and no output path may be an input's. Usage and op
 """
 import argparse
 import glob
+import itertools
 import os
 import sys
 import time
@@ -20,7 +21,9 @@ from smfd_data.face_labels import NUM_CELEBAMASK_CLASSES, colorize, group_labels
 from smfd_data.image_io import (
     DEFAULT_MAX_PIXELS,
     IMAGE_EXTENSIONS,
+    check_complete,
     list_images,
+    read_bytes,
     read_image,
     read_labels,
     resize_image,
@@ -28,31 +31,34 @@ from smfd_data.image_io import (
     to_uint8,
     write_image,
 )
+from smfd_data.video_io import VIDEO_EXTENSIONS, VideoReader, is_video_file, output_extension, write_video
 from smfd_inference.face_helper import DEFAULT_WEIGHTS_DIR, DETECTOR_URLS, build_face_detector
 from smfd_inference.loading import DEFAULT_SIZE, InferenceError, load_cascade, log, resolve_device
 from smfd_inference.restorer import restore_any_size, restore_in_the_wild
+from smfd_inference.sharding import Shard
 from smfd_models.checkpoint import WeightsUnavailable
 from smfd_models.fast_paths import add_fast_path_arguments, autocast_for, prepare_for_inference, to_channels_last
 from smfd_models.visualize import side_by_side
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
+MEDIA_EXTENSIONS = IMAGE_EXTENSIONS + VIDEO_EXTENSIONS
 
 
 def collect_inputs(spec, report=None):
-    """Paths named by ``spec``: one file, a folder (its images, not recursive) or a glob pattern.
+    """Paths named by ``spec``: one file, a folder (its images and videos, not recursive) or a glob pattern.
 
     Other files of a folder are left out with one line to ``report`` (never silently). Raises FileNotFoundError
     when nothing matches.
     """
     if os.path.isdir(spec):
         names = sorted(n for n in os.listdir(spec) if os.path.isfile(os.path.join(spec, n)))
-        paths = [os.path.join(spec, n) for n in names if n.lower().endswith(IMAGE_EXTENSIONS)]
-        others = [n for n in names if not n.lower().endswith(IMAGE_EXTENSIONS) and not n.startswith('.')]
+        paths = [os.path.join(spec, n) for n in names if n.lower().endswith(MEDIA_EXTENSIONS)]
+        others = [n for n in names if not n.lower().endswith(MEDIA_EXTENSIONS) and not n.startswith('.')]
         if others and report is not None:
-            report(f'deblur: {spec}: left out {len(others)} file(s) that are not images '
-                   f'({", ".join(IMAGE_EXTENSIONS)}): {", ".join(others[:5])}' + (', …' if len(others) > 5 else ''))
+            report(f'deblur: {spec}: left out {len(others)} file(s) that are not images or videos '
+                   f'({", ".join(MEDIA_EXTENSIONS)}): {", ".join(others[:5])}' + (', …' if len(others) > 5 else ''))
         if not paths:
-            raise FileNotFoundError(f'{spec}: folder has no images ({", ".join(IMAGE_EXTENSIONS)})')
+            raise FileNotFoundError(f'{spec}: folder has no images or videos ({", ".join(MEDIA_EXTENSIONS)})')
         return paths
     if os.path.isfile(spec):
         return [spec]
@@ -63,8 +69,9 @@ def collect_inputs(spec, report=None):
 
 
 def output_names(paths, ext):
-    """One output file name per input, never two alike: ``<stem>.<ext>``; a stem seen again gets ``_2``, ``_3``…,
-    skipping every suffix that is itself an input's stem (``x.png``, ``x.jpg``, ``x_2.png`` → x, x_3, x_2)."""
+    """One output file name per input, never two alike: ``<stem>.<ext>`` (a video: ``<stem>.mp4|avi``); a stem seen
+    again gets ``_2``, ``_3``…, skipping every suffix that is itself an input's stem (``x.png``, ``x.jpg``,
+    ``x_2.png`` → x, x_3, x_2)."""
     stems = [os.path.splitext(os.path.basename(path))[0] for path in paths]
     taken, names = set(), []
     first = {}
@@ -79,7 +86,7 @@ def output_names(paths, ext):
                 k += 1
             name = f'{stem}_{k}'
         taken.add(name)
-        names.append(f'{name}.{ext}')
+        names.append(f'{name}.{output_extension(paths[i]) if is_video_file(paths[i]) else ext}')
     return names
 
 
@@ -87,11 +94,23 @@ def _outputs_of(args, name):
     """Every file the command writes for the output ``name`` (the image, and the extras asked for)."""
     stem = os.path.splitext(name)[0]
     files = [os.path.join(args.output, name)]
+    if is_video_file(name):  # a video is one file (no masks or side-by-side pictures)
+        return files
     if args.save_mask and not args.detect:
         files += [os.path.join(args.output, 'masks', f'{stem}.png'), os.path.join(args.output, 'labels', f'{stem}.png')]
     if args.side_by_side:
         files.append(os.path.join(args.output, 'side_by_side', f'{stem}.png'))
     return files
+
+
+def gif_frames(path):
+    """Number of frames of a GIF (PIL), 1 when PIL cannot tell."""
+    from PIL import Image
+    try:
+        with Image.open(path) as im:
+            return int(getattr(im, 'n_frames', 1))
+    except Exception:  # the decoder already read it; a count is only for the note
+        return 1
 
 
 def check_output_folder(args, paths, names):
@@ -193,6 +212,8 @@ def build_parser():
                    '(mask |) output')
     p.add_argument('--ext', default='png', choices=['png', 'jpg', 'bmp', 'tif', 'webp'],
                    help='output format (default png)')
+    p.add_argument('--resume', action='store_true', help='skip inputs whose outputs already exist and are complete '
+                   '(a rerun after an interruption; also under torchrun)')
     p.add_argument('--max-pixels', type=float, default=DEFAULT_MAX_PIXELS,
                    help=f'refuse inputs larger than this many pixels (default {DEFAULT_MAX_PIXELS:.0e})')
     p.add_argument('--onnx', help='run with onnxruntime instead of PyTorch: smfd_cascade.onnx, or smfd_unet.onnx '
@@ -244,6 +265,10 @@ def _check_usage(args):
         raise InferenceError('--mask goes with aligned faces (one label map per face crop), not with --detect')
 
 
+def _first_line(err):
+    return (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+
+
 class _Run:
     """One run over the inputs: counters, the per-file error rule, the writers."""
 
@@ -253,6 +278,7 @@ class _Run:
         self.report = report
         self.num_classes = getattr(restorer, 'num_classes', None) or 5
         self.failed = self.written = 0
+        self.progress = True  # per-video frame bars (off in processes other than torchrun's first)
         self.larger = []  # (w, h) of faces larger than the network's face size
 
     def fail(self, path, err):
@@ -274,6 +300,16 @@ class _Run:
             write_image(os.path.join(args.output, 'side_by_side', f'{stem}.png'), side_by_side(panels))
         self.written += 1
 
+    def read(self, path):
+        """The input as float RGB; a GIF gives its first frame, with a note when it has more."""
+        img = read_image(path, self.args.max_pixels)
+        if path.lower().endswith('.gif'):
+            frames = gif_frames(path)
+            if frames > 1:
+                self.report(f'deblur: {path}: animated GIF with {frames} frames: only the first is restored '
+                            '(convert it to a video to restore every frame)')
+        return img
+
     def target_shape(self, shape):
         """The shape a face of ``shape`` is processed at (--resize)."""
         h, w = shape[:2]
@@ -288,7 +324,7 @@ class _Run:
         args = self.args
         for path, name in jobs:
             try:
-                img = read_image(path, args.max_pixels)
+                img = self.read(path)
                 out, faces = restore_in_the_wild(self.restorer, img, self.detector, self.size, args.batch,
                                                  self.device, args.only_center_face, args.det_size,
                                                  args.det_threshold, not args.no_color_match, args.resize)
@@ -308,6 +344,8 @@ class _Run:
                                         colorize(face['labels'], num_classes=self.num_classes))
             except (ValueError, OSError, cv2.error) as err:
                 self.fail(path, err)
+            except RuntimeError as err:  # out of memory, a backend failure: this photo fails, the run goes on
+                self.fail(path, f'the network failed: {_first_line(err)}')
             yield 1
 
     def aligned(self, jobs):
@@ -318,7 +356,7 @@ class _Run:
             loaded = []
             for path, name in chunk:
                 try:
-                    img = read_image(path, args.max_pixels)
+                    img = self.read(path)
                     mask = None
                     if self.masks is not None:
                         if path not in self.masks:
@@ -334,7 +372,13 @@ class _Run:
                 masks = None
                 if self.masks is not None:
                     masks = [resize_labels(m, h, w) for (_, _, _, m), (h, w) in zip(loaded, shapes)]
-                outputs, labels = restore_any_size(self.restorer, faces, args.batch, self.device, masks)
+                try:
+                    outputs, labels = restore_any_size(self.restorer, faces, args.batch, self.device, masks)
+                except RuntimeError as err:  # out of memory, a backend failure: this batch fails, the run goes on
+                    for path, _, _, _ in loaded:
+                        self.fail(path, f'the network failed on its batch: {_first_line(err)}')
+                    yield len(chunk)
+                    continue
                 for (path, name, img, user_mask), out, lab in zip(loaded, outputs, labels):
                     try:
                         h, w = img.shape[:2]
@@ -347,47 +391,188 @@ class _Run:
                         self.fail(path, err)
             yield len(chunk)
 
-    def size_note(self):
-        if not self.larger:
+    def frames(self, reader):
+        """Restored frames of ``reader``, in order: batches of --batch frames (aligned mode: each frame is a face
+        crop, --resize applies) or one photo at a time (--detect). Non-finite outputs stop the video."""
+        args = self.args
+
+        def checked(out):
+            if not np.isfinite(out).all():
+                raise ValueError('the network produced NaN or infinite values (diverged weights?); nothing written')
+            return out
+
+        if args.detect:
+            for frame in reader:
+                out, faces = restore_in_the_wild(self.restorer, frame, self.detector, self.size, args.batch,
+                                                 self.device, args.only_center_face, args.det_size,
+                                                 args.det_threshold, not args.no_color_match, args.resize)
+                for face in faces:
+                    checked(face['output'])
+                yield out
             return
-        w, h = max(self.larger, key=lambda s: s[0] * s[1])
+        batch, target = [], None
+        for frame in itertools.chain(reader, [None]):  # None flushes the last batch; frames stream, never all held
+            if frame is not None:
+                target = target or self.target_shape(frame.shape)  # once per video (the note counts it once)
+                batch.append(frame)
+            if batch and (frame is None or len(batch) == args.batch):
+                h, w = batch[0].shape[:2]
+                outputs, _ = restore_any_size(self.restorer, [resize_image(f, *target) for f in batch], args.batch,
+                                              self.device)
+                for out in outputs:
+                    yield checked(resize_image(out, h, w))
+                batch = []
+
+    def video(self, path, name, position=1):
+        """Restore every frame of the video ``path`` and write ``name`` (audio-less, the source frame rate)."""
+        from tqdm import tqdm
+        out_path = os.path.join(self.args.output, name)
+        try:
+            if self.masks is not None:
+                raise ValueError('--mask: a video takes no label maps (they are per image)')
+            with VideoReader(path, self.args.max_pixels) as reader:
+                if not reader.fps_known:
+                    self.report(f'deblur: {path}: the container gives no frame rate; writing {reader.fps:g} fps')
+                bar = tqdm(total=len(reader) or None, unit='frame', desc=os.path.basename(path), file=sys.stderr,
+                           disable=None if self.progress else True, leave=False, position=position)
+
+                def frames():
+                    for out in self.frames(reader):
+                        bar.update(1)
+                        yield out
+
+                try:
+                    count = write_video(out_path, frames(), reader.fps)
+                finally:
+                    bar.close()
+            note = '' if not len(reader) or count == len(reader) else f' (the container announced {len(reader)})'
+            self.report(f'deblur: {path}: {count} frames at {reader.fps:g} fps → {out_path} (no audio){note}')
+            self.written += 1
+        except (ValueError, OSError, cv2.error) as err:
+            self.fail(path, err)
+        except RuntimeError as err:
+            self.fail(path, f'the network failed: {_first_line(err)}')
+
+    def size_note(self, larger):
+        """One note when faces were larger than the network's face size (``larger``: their (w, h), all shards)."""
+        if not larger:
+            return
+        w, h = max(larger, key=lambda s: s[0] * s[1])
         if self.args.resize == 'down':
-            self.report(f'deblur: note: the network works on {self.size}² faces and {len(self.larger)} face(s) were '
+            self.report(f'deblur: note: the network works on {self.size}² faces and {len(larger)} face(s) were '
                         f'larger (up to {w}×{h}): they were processed at {self.size}² and scaled back, which loses '
                         'their fine detail; --resize none processes them at their own size (the network takes any '
                         'size, at a scale it was not trained on)')
         else:
-            self.report(f'deblur: note: the network was trained on {self.size}² faces; {len(self.larger)} face(s) '
+            self.report(f'deblur: note: the network was trained on {self.size}² faces; {len(larger)} face(s) '
                         f'were processed at their own, larger size (up to {w}×{h}) (--resize none)')
+
+
+def output_complete(args, name):
+    """True when every file the run would write for ``name`` exists and is complete (--resume): written
+    atomically, a present file is whole, and a PNG/JPEG is also checked for its end marker."""
+    for path in _outputs_of(args, name):
+        if is_video_file(path):  # written atomically: present means whole (and too big to read just to check)
+            if not os.path.isfile(path) or os.path.getsize(path) == 0:
+                return False
+            continue
+        try:
+            check_complete(read_bytes(path), path)
+        except (FileNotFoundError, ValueError):
+            return False
+    return True
+
+
+def _set_up(args, shard, report):
+    """Inputs, names, masks, restorer and detector: ``(paths, names, run)``; raises the usage/weights errors."""
+    _check_usage(args)
+    device = shard.device(resolve_device(args.device))
+    paths = collect_inputs(args.input, report)
+    names = output_names(paths, args.ext)
+    check_output_folder(args, paths, names)
+    masks = match_masks(args.mask, paths) if args.mask else None
+    restorer, size, _ = load_restorer(args, device, report)
+    return paths, names, _Run(args, restorer, size, device, None, masks)
+
+
+_SETUP_ERRORS = (InferenceError, WeightsUnavailable, FileNotFoundError, ValueError, KeyError)
+
+
+def _agree(shard, err):
+    """Every process learns whether any failed its set-up; the main one prints each distinct error once."""
+    errors = [e for e in shard.gather(None if err is None else str(err).strip('"')) if e is not None]
+    if shard.main:
+        for message in dict.fromkeys(errors):
+            log(f'deblur: error: {message}')
+    return not errors
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
-        _check_usage(args)
-        device = resolve_device(args.device)
-        paths = collect_inputs(args.input, log)
-        names = output_names(paths, args.ext)
-        check_output_folder(args, paths, names)
-        masks = match_masks(args.mask, paths) if args.mask else None
-        restorer, size, _ = load_restorer(args, device)
-        detector = build_face_detector(args.detector, args.weights_dir, device) if args.detect else None
-    except (InferenceError, WeightsUnavailable, FileNotFoundError, ValueError, KeyError) as err:
-        log(f'deblur: error: {str(err).strip(chr(34))}')
+        shard = Shard.from_env()
+    except (RuntimeError, ValueError) as err:
+        log(f'deblur: error: cannot join the torchrun process group: {err}')
         return EXIT_USAGE
+    try:
+        return _main(args, shard)
+    finally:
+        shard.close()
+
+
+def _main(args, shard):
+    quiet = log if shard.main else (lambda message: None)  # notes and warnings once, not once per process
+    err = None
+    try:
+        paths, names, run = _set_up(args, shard, quiet)
+        if args.detect and shard.main:  # the main process downloads the detector weights, the others then read them
+            run.detector = build_face_detector(args.detector, args.weights_dir, run.device)
+    except _SETUP_ERRORS as error:
+        err = error
+    if not _agree(shard, err):
+        return EXIT_USAGE
+    if args.detect and not shard.main:
+        try:
+            run.detector = build_face_detector(args.detector, args.weights_dir, run.device)
+        except _SETUP_ERRORS as error:
+            err = error
+        if not _agree(shard, err):
+            return EXIT_USAGE
     from tqdm import tqdm
 
     started = time.time()
-    run = _Run(args, restorer, size, device, detector, masks)
-    jobs = list(zip(paths, names))
-    progress = tqdm(total=len(jobs), unit='img', desc='deblur', file=sys.stderr, disable=None)
-    for done in (run.photos(jobs) if args.detect else run.aligned(jobs)):
+    jobs = shard.take(zip(paths, names))
+    skipped = 0
+    if args.resume:
+        todo = [(path, name) for path, name in jobs if not output_complete(args, name)]
+        skipped, jobs = len(jobs) - len(todo), todo
+    desc = f'deblur {shard.rank}/{shard.world}' if shard.distributed else 'deblur'
+    progress = tqdm(total=len(jobs), unit='input', desc=desc, file=sys.stderr, disable=None if shard.main else True)
+    run.progress = shard.main
+    images = [job for job in jobs if not is_video_file(job[0])]
+    for done in (run.photos(images) if args.detect else run.aligned(images)):
         progress.update(done)
+    for path, name in jobs:
+        if is_video_file(path):
+            run.video(path, name)
+            progress.update(1)
     progress.close()
-    run.size_note()
-    log(f'deblur: wrote {run.written} of {len(paths)} image(s) to {args.output} in {time.time() - started:.1f} s'
-        + (f'; {run.failed} failed' if run.failed else ''))
-    return EXIT_SOME_FAILED if run.failed else EXIT_OK
+    counts = shard.gather({'written': run.written, 'failed': run.failed, 'skipped': skipped, 'larger': run.larger})
+    failed = sum(c['failed'] for c in counts)
+    if shard.main:
+        run.report = log
+        run.size_note([s for c in counts for s in c['larger']])
+        written = sum(c['written'] for c in counts)
+        noun = 'input(s)' if any(is_video_file(p) for p in paths) else 'image(s)'
+        summary = f'deblur: wrote {written} of {len(paths)} {noun} to {args.output} in {time.time() - started:.1f} s'
+        if any(c['skipped'] for c in counts):
+            summary += f'; {sum(c["skipped"] for c in counts)} already complete (--resume)'
+        if failed:
+            summary += f'; {failed} failed'
+        if shard.distributed:
+            summary += f'; {shard.world} processes wrote ' + ', '.join(str(c['written']) for c in counts)
+        log(summary)
+    return EXIT_SOME_FAILED if failed else EXIT_OK
 
 
 if __name__ == '__main__':

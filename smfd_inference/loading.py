@@ -283,8 +283,11 @@ def _warn_about(choice, what, checkpoint, opt):
 
 
 def load_cascade(weights=None, mask_weights=None, opt_path=None, mask_opt_path=None, device='cpu',
-                 experiments_dir='experiments', need_generator=True, report=log):
+                 experiments_dir='experiments', need_generator=True, report=log, mask_handoff=None):
     """Build the cascade from explicit files or from the newest ``make demo`` experiments (``resolve_weights``).
+
+    ``mask_handoff`` (``onehot`` | ``soft``): default, the SMFD option's ``mask_handoff`` (``onehot`` when unset:
+    what a net trained on ground-truth masks saw).
 
     ``report`` receives the notes and warnings (stderr by default; None to stay quiet and read them from
     ``info``). Returns ``(cascade, info)``, ``info`` as ``resolve_weights`` returns it. Raises InferenceError.
@@ -298,7 +301,9 @@ def load_cascade(weights=None, mask_weights=None, opt_path=None, mask_opt_path=N
     mask_generator = None
     if info['mask_net_opt'] is not None:
         mask_generator = build_network(info['mask_net_opt'], info['mask_weights'], device=device)
-    return SMFDCascade(smfd, mask_generator).to(device).eval(), info
+    handoff = mask_handoff or (info['option'] or {}).get('mask_handoff', 'onehot')
+    info['mask_handoff'] = handoff
+    return SMFDCascade(smfd, mask_generator, handoff).to(device).eval(), info
 
 
 def _mask_generator_source(smfd_weights, opt, opt_path, mask_weights, mask_opt_path, found, experiments_dir,

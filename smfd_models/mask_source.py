@@ -6,11 +6,57 @@
   Masks", Table 4.2);
 - ``none``: no mask (``network_g.use_mask: false``), the "backbone without semantic mask branch" of Table 4.3.
 
+With ``generator``, ``mask_handoff`` (``onehot`` default, or ``soft``) says what SMFD-UNet receives: the one-hot of
+the prediction (what a net trained on ground-truth masks saw) or the softmax probabilities. A 19-class generator
+(§3.4.4) is grouped to 5 first (§3.4.2).
+
 A val/test dataset may override the model's ``mask_source`` (``datasets.test_2.mask_source: generator``); the
 dataset then puts its source into every sample (``mask_source``), so the model reads it from the batch.
 """
 
+import torch
+
+from smfd_data.face_labels import NUM_CELEBAMASK_CLASSES, grouping_lut
+
 MASK_SOURCES = ('gt', 'generator', 'none')
+# How the generator's prediction reaches SMFD-UNet (issue 10): ``onehot`` (argmax, then one-hot: what a net trained
+# on ground-truth masks has seen, the default) or ``soft`` (the softmax probabilities).
+MASK_HANDOFFS = ('onehot', 'soft')
+
+
+def check_mask_handoff(value, where='mask_handoff'):
+    if value not in MASK_HANDOFFS:
+        raise ValueError(f"option '{where}': {value!r} is not valid. Valid: {', '.join(MASK_HANDOFFS)}")
+    return value
+
+
+def group_matrix(num_in, num_out):
+    """(num_in, num_out) 0/1 matrix summing generator classes into SMFD-UNet's mask classes: identity when equal,
+    the §3.4.2 grouping 19 → 5 for a 19-class generator."""
+    if num_in == num_out:
+        return torch.eye(num_in)
+    lut = grouping_lut()
+    if num_in != NUM_CELEBAMASK_CLASSES or int(lut.max()) + 1 != num_out:
+        raise ValueError(f'mask generator predicts {num_in} classes but SMFD-UNet takes {num_out}; only equal counts '
+                         f'or {NUM_CELEBAMASK_CLASSES} → {int(lut.max()) + 1} (the §3.4.2 grouping) can be handed off')
+    return torch.nn.functional.one_hot(torch.as_tensor(lut, dtype=torch.long), num_out).float()
+
+
+def handoff_mask(logits, mode='onehot', num_classes=None):
+    """Generator logits (B, C, H, W) → SMFD-UNet's mask (B, K, H, W), float.
+
+    Probabilities are summed into K groups when C = 19 and K = 5 (§3.4.2); ``soft`` returns them, ``onehot`` the
+    one-hot of their argmax. Matrix product and comparison only, so the cascade still traces to ONNX.
+    """
+    check_mask_handoff(mode)
+    probs = torch.softmax(logits, dim=1)
+    k = probs.shape[1] if num_classes is None else int(num_classes)
+    if probs.shape[1] != k:
+        probs = torch.einsum('bchw,ck->bkhw', probs, group_matrix(probs.shape[1], k).to(probs))
+    if mode == 'soft':
+        return probs
+    classes = torch.arange(k, device=probs.device).view(1, k, 1, 1)
+    return (probs.argmax(dim=1, keepdim=True) == classes).to(probs.dtype)
 
 
 def _check_one_source(source, use_mask, where):
@@ -44,6 +90,10 @@ def check_mask_source(opt):
                              'mask generator trained with options/train_mask_generator.yml')
         k_mask = opt['network_mask'].get('num_classes', 5)
         k_g = (opt.get('network_g') or {}).get('num_mask_classes', 5)
-        if k_mask != k_g:
-            raise ValueError(f'network_mask.num_classes ({k_mask}) differs from network_g.num_mask_classes ({k_g})')
+        try:
+            group_matrix(k_mask, k_g)
+        except ValueError:
+            raise ValueError(f'network_mask.num_classes ({k_mask}) differs from network_g.num_mask_classes ({k_g}) '
+                             f'and is not the 19 CelebAMask-HQ classes grouped to 5') from None
+    check_mask_handoff(opt.get('mask_handoff', 'onehot'))
     return source, sources

@@ -289,6 +289,27 @@ def get_lpips_model(net='alex', pretrained_backbone=True, device=None):
     return _LPIPS_MODELS[key]
 
 
+def lpips_unavailable(net='alex', pretrained_backbone=True):
+    """None if ``smfd_lpips`` can run here, else the reason (one line): the option check calls this so that a
+    machine without the backbone weights (offline) refuses before any work instead of failing at the first image.
+    Cheap when the weights are cached; otherwise it tries the download once (what the first image would do)."""
+    if net not in _BACKBONE_WEIGHTS:
+        return f'unknown net {net!r}; use one of {sorted(_BACKBONE_WEIGHTS)}'
+    if not pretrained_backbone or any(key[:2] == (net, True) for key in _LPIPS_MODELS):
+        return None
+    try:
+        import lpips  # noqa: F401
+    except ImportError as err:
+        return f'the lpips package is not installed ({err})'
+    if os.path.isfile(os.path.join(torch.hub.get_dir(), 'checkpoints', os.path.basename(_backbone_url(net)))):
+        return None
+    try:
+        get_lpips_model(net, pretrained_backbone, device='cpu')
+    except RuntimeError as err:
+        return str(err).removeprefix('smfd_lpips: ')
+    return None
+
+
 def _bgr_uint8_to_lpips_tensor(img, device):
     """uint8 BGR HWC (BasicSR's tensor2img output) → RGB (1,3,H,W) float tensor in [−1, 1] (what LPIPS expects)."""
     img = _to_numpy(img)

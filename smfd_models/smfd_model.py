@@ -5,7 +5,8 @@ The deblurring network gets the blurry image and a semantic mask (§3.3). `mask_
 - `gt`: the dataset's mask (ground-truth labels, or predicted ones via the dataset's `mask_root_pred`):
   "Ours with Original Mask" in Table 4.2 and every row of Table 4.3;
 - `generator`: a frozen, pretrained MaskGenerator (`network_mask`, `path.pretrain_network_mask`) predicts it
-  from the blurry input; its softmax probabilities are the mask ("Ours with Generated Masks", Table 4.2);
+  from the blurry input; the one-hot of its prediction (`mask_handoff: onehot`, default) or its softmax
+  probabilities (`soft`) are the mask ("Ours with Generated Masks", Table 4.2);
 - `none`: no mask (`network_g.use_mask: false`), the "backbone without semantic mask branch" of Table 4.3.
 
 A val/test dataset may override it (`datasets.test_2.mask_source: generator`): the dataset puts its source into
@@ -21,7 +22,7 @@ from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger, tensor2img
 from basicsr.utils.registry import MODEL_REGISTRY
 
-from smfd_models.mask_source import check_mask_source
+from smfd_models.mask_source import check_mask_source, handoff_mask
 from smfd_models.model_base import SMFDTrainingMixin
 from smfd_models.visualize import labels_to_rgb, mask_to_labels, side_by_side, tensor_to_rgb
 
@@ -37,6 +38,7 @@ class SMFDModel(SMFDTrainingMixin, SRModel):
 
     def __init__(self, opt):
         self.mask_source, mask_sources = check_mask_source(opt)
+        self.mask_handoff = opt.get('mask_handoff', 'onehot')  # checked by check_mask_source
         train_opt = opt.get('train') or {}
         if opt.get('is_train') and not train_opt.get('pixel_opt') and not train_opt.get('perceptual_opt'):
             train_opt['pixel_opt'] = dict(DEFAULT_PIXEL_OPT)
@@ -64,7 +66,8 @@ class SMFDModel(SMFDTrainingMixin, SRModel):
         self.net_mask.eval()
         for param in self.net_mask.parameters():
             param.requires_grad_(False)
-        get_root_logger().info('Mask source: frozen MaskGenerator (softmax probabilities).')
+        get_root_logger().info(f'Mask source: frozen MaskGenerator, mask_handoff {self.mask_handoff} '
+                               f'({"one-hot of the argmax" if self.mask_handoff == "onehot" else "softmax"}).')
 
     # ------------------------------------------------------------------ data / forward
     def feed_data(self, data):
@@ -87,7 +90,7 @@ class SMFDModel(SMFDTrainingMixin, SRModel):
                                  'mask_root_pred, or use mask_source: generator)')
             return self.mask_gt
         with torch.no_grad():
-            return torch.softmax(self.net_mask(self.lq), dim=1)
+            return handoff_mask(self.net_mask(self.lq), self.mask_handoff, self.num_classes)
 
     def _forward(self, net):
         self.mask_in = self._mask_for_net()

@@ -9,7 +9,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Tiny SMFDUNet / MaskGenerator arguments: every block of the default layout, a few hundred parameters.
 TINY_UNET = dict(encoder_widths=(4, 8, 8, 8), bottleneck_width=8, decoder_widths=(8, 8, 8, 4), final_width=4,
                  head_channels=4, growth=2, growth_ratio=None)
-TINY_MASK = dict(encoder_widths=(4, 8, 8), decoder_widths=(8, 8, 4), final_width=4, head_channels=4, growth=2,
+TINY_MASK = dict(encoder_widths=(4, 8, 8, 8), decoder_widths=(8, 8, 4), final_width=4, head_channels=4, growth=2,
                  growth_ratio=None)
 
 

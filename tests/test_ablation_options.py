@@ -71,3 +71,25 @@ def test_size_matched_variant_is_within_5_percent_of_pixel_shuffle(name):
     first = header.splitlines()[0]
     assert re.search(r'row "[^"]+, size-matched"', first) and 'paper:' not in first
     assert f'{params:,}' in header and f'{reference:,}' in header and f'{n_params(row["network_g"]):,}' in header
+
+
+def test_run_ablations_costs_prints_params_and_gmacs_per_row(capsys):
+    from smfd_eval.ablations import main
+    assert main(['--costs', '--size', '32']) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith('| ') and '.yml' in line]
+    rows = {cells[1]: cells for cells in ([c.strip() for c in line.strip('|').split('|')] for line in lines)}
+    assert set(rows) == {os.path.basename(p) for p in ABLATIONS}
+    reference = n_params(read(REFERENCE)['network_g'])
+    for name, (label, _, params, ratio, gmacs) in rows.items():
+        opt = read(name)
+        assert int(params.replace(',', '')) == n_params(opt['network_g']), name  # the row's own network
+        assert ratio == f'{100 * (n_params(opt["network_g"]) / reference - 1):+.1f} %'
+        assert float(gmacs) > 0, (name, gmacs)
+        assert label.startswith(('Backbone', 'Table')) or label == opt['name']
+    for name in SIZE_MATCHED:  # within 5 % of pixel-shuffle; their unmatched rows are far below
+        assert abs(float(rows[name][3].split()[0])) < 5.0
+        assert float(rows[SIZE_MATCHED[name]][3].split()[0]) < -50.0
+    # MACs grow with the face: the same rows at 64² cost about 4x those at 32²
+    from smfd_eval.ablations import network_cost
+    small, large = (network_cost(read(REFERENCE)['network_g'], size)[1] for size in (32, 64))
+    assert 3.5 < large / small < 4.5

@@ -27,11 +27,11 @@ DOC = Path(__file__).resolve().parents[1] / 'docs' / 'architecture.md'
 
 # Paper (Keras trainable parameters; non-trainable / 2 = BN channels) and our defaults (docs/architecture.md).
 PAPER = {'SMFDUNet': (7_531_641, 480), 'MaskGenerator': (5_414_751, 704)}
-DEFAULTS = {'SMFDUNet': (7_643_282, 480), 'MaskGenerator': (5_447_349, 704)}
+DEFAULTS = {'SMFDUNet': (7_643_282, 480), 'MaskGenerator': (5_398_815, 720)}
 
 TINY_UNET = dict(encoder_widths=(4, 8), bottleneck_width=8, decoder_widths=(8, 4), final_width=4, growth=2,
                  head_channels=4, cbam_reduction=2)
-TINY_GEN = dict(encoder_widths=(4, 8), decoder_widths=(8, 4), final_width=4, dense_layers=2, growth_ratio=0.5,
+TINY_GEN = dict(encoder_widths=(4, 8, 8), decoder_widths=(8, 4), final_width=4, dense_layers=2, growth_ratio=0.5,
                 head_channels=4, cbam_reduction=2)
 
 
@@ -60,7 +60,9 @@ def _up(kind, ci, co):
 
 def formula(inputs, out, encoder_widths, bottleneck_width, decoder_widths, final_width, head_channels, dense_layers,
             growth=None, growth_ratio=None, cbam_reduction=8, upsample='pixelshuffle', upsample_channels='stage',
-            attention=True):
+            attention=True, final_upsample_channels=None):
+    """final_upsample_channels=None: SMFDUNet's final layers (CBAM → RDC); 'stage' / 'input': the mask generator's
+    final block (Attention Upsample with the shallowest skip → RDC), the decoder taking the deeper skips."""
     g = (lambda f: growth) if growth else (lambda f: max(1, round(f * growth_ratio)))
     rdc = lambda ci, f: _rdc(ci, f, dense_layers, g(f))  # noqa: E731
     n, total, cins, skips = len(inputs), 0, list(inputs), []
@@ -71,18 +73,24 @@ def formula(inputs, out, encoder_widths, bottleneck_width, decoder_widths, final
     if bottleneck_width:
         total += n * rdc(c, bottleneck_width)
         c = n * bottleneck_width
-    for w, s in zip(decoder_widths, reversed(skips)):
+    decoder_skips = skips if final_upsample_channels is None else skips[1:]
+    for w, s in zip(decoder_widths, reversed(decoder_skips)):
         u = w if upsample_channels == 'stage' else c
         total += _up(upsample, c, u) + (_cbam(s, cbam_reduction) if attention else 0) + rdc(u + s, w)
         c = w
-    total += _cbam(c, cbam_reduction) + rdc(c, final_width)
+    if final_upsample_channels is None:
+        total += _cbam(c, cbam_reduction) + rdc(c, final_width)
+    else:
+        u = final_width if final_upsample_channels == 'stage' else c
+        total += _up(upsample, c, u) + _cbam(skips[0], cbam_reduction) + rdc(u + skips[0], final_width)
     return total + _conv(final_width, head_channels, 1) + _conv(head_channels, out, 1)
 
 
 UNET_LAYOUT = dict(encoder_widths=(16, 32, 64, 128), bottleneck_width=256, decoder_widths=(256, 128, 64, 32),
                    final_width=32, head_channels=32, dense_layers=2, growth=16)
-GEN_LAYOUT = dict(encoder_widths=(32, 64, 128), bottleneck_width=None, decoder_widths=(256, 128, 64), final_width=32,
-                  head_channels=32, dense_layers=4, growth_ratio=0.25, upsample_channels='input')
+GEN_LAYOUT = dict(encoder_widths=(16, 32, 64, 128), bottleneck_width=None, decoder_widths=(256, 128, 64),
+                  final_width=32, head_channels=32, dense_layers=2, growth_ratio=0.5, upsample_channels='input',
+                  final_upsample_channels='stage')
 
 
 # ---- import ----
@@ -92,9 +100,9 @@ def test_plain_import_of_smfd_arch_registers_without_warning(tmp_path):
     names = ('SMFDUNet', 'MaskGenerator', 'UNet', 'UNetPlusPlus')
     code = f'import smfd_arch; from basicsr.utils.registry import ARCH_REGISTRY as A; print([n in A for n in {names}])'
     env = {'PYTHONPATH': os.pathsep.join(filter(None, [REPO, os.environ.get('PYTHONPATH')]))}
-    plain = run_python(['-c', 'import smfd_arch'], cwd=tmp_path, env=env)
-    assert 'smfd_autoload' not in plain.stderr and 'RuntimeWarning' not in plain.stderr, plain.stderr
-    assert run_python(['-c', code], cwd=tmp_path, env=env).stdout.strip() == str([True] * len(names))
+    result = run_python(['-c', code], cwd=tmp_path, env=env)  # `python -c "import smfd_arch"`, then a look
+    assert 'smfd_autoload' not in result.stderr and 'RuntimeWarning' not in result.stderr, result.stderr
+    assert result.stdout.strip() == str([True] * len(names))
 
 
 # ---- default sizes vs the paper ----
@@ -104,7 +112,7 @@ def test_default_counts_match_docs_and_paper(cls):
     model = cls()
     params, bn = n_params(model), count_bn_channels(model)
     assert (params, bn) == DEFAULTS[name]
-    assert abs(params / PAPER[name][0] - 1) < 0.05
+    assert abs(params / PAPER[name][0] - 1) < (0.05 if name == 'SMFDUNet' else 0.02)  # issue 9: the generator ≤ 2 %
     text = DOC.read_text()
     assert f'{params:,}' in text and f'{PAPER[name][0]:,}' in text  # the doc reports the measured numbers
 
@@ -112,6 +120,40 @@ def test_default_counts_match_docs_and_paper(cls):
 def test_default_counts_match_closed_form():
     assert n_params(SMFDUNet()) == formula([3, 5], 3, **UNET_LAYOUT)
     assert n_params(MaskGenerator()) == formula([1], 5, **GEN_LAYOUT)
+
+
+def test_mask_generator_layout_of_section_3_4_4():
+    gen = MaskGenerator()
+    # four encoder levels, each RDC followed by a max-pool; decoder RDC 256, 128, 64; final attention + RDC 32
+    assert len(gen.encoder.branches) == 1 and len(gen.encoder.branches[0]) == 4 and gen.encoder.num_pools == 4
+    assert [rdc.fuse.out_channels for rdc in gen.encoder.branches[0]] == [16, 32, 64, 128]
+    assert [rdc.fuse.out_channels for rdc in gen.decoder.rdcs] == [256, 128, 64]
+    assert gen.final.rdc.fuse.out_channels == 32 and isinstance(gen.final.up.skip_attention, CBAM)
+    assert [conv.kernel_size for conv in gen.final.head] == [(1, 1), (1, 1)] and gen.final.head[-1].out_channels == 5
+    assert gen.size_multiple == 16
+    assert n_params(MaskGenerator(final_upsample_channels='input')) == formula(
+        [1], 5, **dict(GEN_LAYOUT, final_upsample_channels='input'))
+
+
+def test_mask_generator_cost_at_256_is_at_most_15_gmacs():
+    from smfd_eval.timing import count_macs
+    gen = MaskGenerator().eval()
+    x = torch.rand(1, 1, 256, 256)
+    macs = count_macs(gen, (x,))
+    assert 'error' not in macs, macs
+    assert macs['gmacs'] <= 15  # issue 9 (the three-level fit was 44.7)
+    # an independent count of the convolutions (k²·cin/groups·cout per output pixel, from forward hooks) agrees
+    conv_macs = []
+
+    def hook(m, inputs, out):
+        conv_macs.append(out.numel() * m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1])
+    handles = [m.register_forward_hook(hook) for m in gen.modules() if isinstance(m, torch.nn.Conv2d)]
+    with torch.no_grad():
+        gen(x)
+    for h in handles:
+        h.remove()
+    assert sum(conv_macs) / 1e9 == pytest.approx(macs['by_operator_gmacs']['conv'], abs=1e-3)
+    assert sum(conv_macs) / 1e9 > 12  # the count is real: most of the cost is in the convolutions
 
 
 def test_registry_builds_defaults_and_yaml_options():
@@ -276,6 +318,13 @@ def test_invalid_masks(mask, message):
     net = SMFDUNet(**TINY_UNET)
     with pytest.raises(ValueError, match=message):
         net(torch.rand(1, 3, 16, 16), mask)
+
+
+def test_mask_generator_decoder_must_have_one_stage_fewer_than_the_encoder():
+    with pytest.raises(ValueError, match=re.escape('decoder_widths has 4 stages; with 4 encoder levels it needs 3')):
+        MaskGenerator(decoder_widths=(256, 128, 64, 32))
+    with pytest.raises(ValueError, match="final_upsample_channels='half' is not valid"):
+        MaskGenerator(**dict(TINY_GEN, final_upsample_channels='half'))
 
 
 def test_mask_generator_rejects_wrong_channels():

@@ -124,7 +124,12 @@ def test_benchmark_table(setup, monkeypatch, capsys):
     printed = capsys.readouterr().out
     result = json.loads((out / 'benchmark.json').read_text())
     rows = {r['method']: r for r in result['rows']}
-    assert list(rows) == ['input', 'richardson_lucy', 'perfect', 'srvgg', 'ours_gen', 'ours_gt']
+    assert list(rows) == ['input', 'richardson_lucy', 'perfect', 'srvgg', 'ours_gen', 'ours_gen_soft', 'ours_gt']
+    # the generated-mask row with each hand-off: one-hot (what the GT-trained net saw) and the softmax
+    assert 'one-hot' not in rows['ours_gen']['description'] and 'onehot hand-off' in rows['ours_gen']['description']
+    assert 'soft hand-off' in rows['ours_gen_soft']['description']
+    assert rows['ours_gen_soft']['params'] == rows['ours_gen']['params']
+    assert rows['ours_gen_soft']['dice'] == rows['ours_gen']['dice']  # same masks, different hand-off
 
     # the input row, recomputed by hand from the PNGs
     stems = sorted(os.listdir(os.path.join(setup['testset'], 'gt')))
@@ -162,7 +167,7 @@ def test_benchmark_table(setup, monkeypatch, capsys):
     # the grid: rows = the test faces (≤ 4), columns = every method + GT, tiles enlarged to ≥ 96 px
     grid = cv2.imread(str(out / 'grid.png'))
     assert grid.shape[0] == 16 + 3 * (2 * SIZE + 2)
-    assert grid.shape[1] == 7 * 2 * SIZE + 6 * 2
+    assert grid.shape[1] == 8 * 2 * SIZE + 7 * 2  # 7 methods + GT
     assert sorted(os.listdir(out / 'outputs')) == sorted(rows)
     # the quality-vs-speed plot next to the table: a PNG of sane size, drawing exactly the table's numbers
     png = (out / 'plot.png').read_bytes()
@@ -171,7 +176,7 @@ def test_benchmark_table(setup, monkeypatch, capsys):
     assert 300 <= plot.shape[0] <= 2000 and 600 <= plot.shape[1] <= 3000 and plot.std() > 10
     drawn = report.quality_speed_plot(result, str(setup['root'] / 'plot_again.png'))
     timed = [m for m, r in rows.items() if isinstance(r['ms_per_face'], float)]
-    assert timed == ['richardson_lucy', 'srvgg', 'ours_gen', 'ours_gt']
+    assert timed == ['richardson_lucy', 'srvgg', 'ours_gen', 'ours_gen_soft', 'ours_gt']
     for key in ('psnr', 'ssim'):
         assert drawn[key]['points'] == [(m, rows[m]['ms_per_face'], rows[m][key]) for m in timed]
     assert drawn['psnr']['lines'] == [('input', rows['input']['psnr'])]

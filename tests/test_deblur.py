@@ -25,7 +25,7 @@ from smfd_models.checkpoint import WeightsUnavailable, atomic_torch_save  # noqa
 SIZE = 32
 SMFD_TINY = dict(type='SMFDUNet', encoder_widths=[4, 8], bottleneck_width=8, decoder_widths=[8, 4], final_width=4,
                  dense_layers=1, growth=2, head_channels=4, cbam_reduction=2)
-MASK_TINY = dict(type='MaskGenerator', encoder_widths=[4, 8], decoder_widths=[8, 4], final_width=4, dense_layers=1,
+MASK_TINY = dict(type='MaskGenerator', encoder_widths=[4, 8], decoder_widths=[8], final_width=4, dense_layers=1,
                  growth=2, growth_ratio=None, head_channels=4, cbam_reduction=2)
 
 

@@ -137,3 +137,103 @@ def test_degraded_folder_dataset_reads_the_set(option_file, tmp_path):
         SMFDDegradedFolderDataset({'dataroot': str(tmp_path)})
     with pytest.raises(ValueError, match='num_classes=19 but .*params.json was written with 5 classes'):
         SMFDDegradedFolderDataset({'dataroot': str(out), 'num_classes': 19})
+
+
+# ------------------------------------------------------------------------- the frozen training set (issue 10)
+def test_frozen_training_set_two_builds_are_bit_identical_and_one_copy_per_index(option_file, tmp_path):
+    opt_path, root = option_file
+    first, second = tmp_path / 'a', tmp_path / 'b'
+    run_python([SCRIPT, '-opt', opt_path, '--phase', 'train', '-o', str(first), '--no-kernels'], cwd=tmp_path)
+    write_degraded_set(opt_path, str(second), phase='train', kernels=False, num_workers=2, resume=True)
+    files = tree(first)
+    assert files == tree(second) and 'params.json' in files and '.smfd-build.json' not in files
+    assert sorted(f for f in files if f.startswith('records/')) == [f'records/{i:03d}.json' for i in range(4)]
+    _, mismatch, errors = filecmp.cmpfiles(first, second, files, shallow=False)
+    assert not mismatch and not errors
+    # image i is degraded once, with rng_for_sample(seed, i) of the train dataset (deterministic, unaugmented)
+    meta = json.loads((first / 'params.json').read_text())
+    assert meta['source']['phase'] == 'train' and meta['seed'] == 3 and meta['build']['phase'] == 'train'
+    reference = SMFDFaceDataset(dataset_opt(root, augment=False, mask_encoding='label'))
+    for i, record in enumerate(meta['images']):
+        assert json.loads(reference[i]['degradation']) == record['degradation'] and record['index'] == i
+
+
+def test_an_interrupted_frozen_build_resumes_to_the_same_bytes(option_file, tmp_path, monkeypatch):
+    from smfd_data import degraded_dataset
+    opt_path, _ = option_file
+    clean, broken = tmp_path / 'clean', tmp_path / 'broken'
+    write_degraded_set(opt_path, str(clean), phase='train', resume=True)
+    real = degraded_dataset.write_sample
+    calls = []
+
+    def dies_on_the_third(folder, stem, *args):
+        if len(calls) == 2:
+            # what a save killed mid-write leaves: atomic_io's temporary of a process that is gone
+            (tmp_path / 'broken' / 'lq' / f'.{stem}.png.{2 ** 22 + 7}.abcd1234.tmp').write_bytes(b'half')
+            raise KeyboardInterrupt
+        calls.append(stem)
+        return real(folder, stem, *args)
+
+    monkeypatch.setattr(degraded_dataset, 'write_sample', dies_on_the_third)
+    with pytest.raises(KeyboardInterrupt):
+        write_degraded_set(opt_path, str(broken), phase='train', resume=True)
+    monkeypatch.setattr(degraded_dataset, 'write_sample', real)
+    assert (broken / '.smfd-build.json').exists() and not (broken / 'params.json').exists()
+    assert sorted(os.listdir(broken / 'records')) == ['000.json', '001.json']  # what was finished is kept
+    # another seed must not continue this build
+    with pytest.raises(ValueError, match='was built from other options'):
+        write_degraded_set(opt_path, str(broken), phase='train', seed=99, resume=True)
+    (broken / 'gt' / '001.png').write_bytes(b'\x89PNG broken')  # and a damaged finished sample is redone
+    written = []
+    monkeypatch.setattr(degraded_dataset, 'write_sample', lambda folder, stem, *a: written.append(stem) or
+                        real(folder, stem, *a))
+    write_degraded_set(opt_path, str(broken), phase='train', resume=True)
+    assert written == ['001', '002', '003']
+    files = tree(clean)
+    assert files == tree(broken)
+    _, mismatch, errors = filecmp.cmpfiles(clean, broken, files, shallow=False)
+    assert not mismatch and not errors
+    written.clear()
+    write_degraded_set(opt_path, str(broken), phase='train', resume=True)  # a finished set: nothing to redo
+    assert written == []
+
+
+def test_frozen_set_reader_augments_blurry_sharp_and_mask_jointly(tmp_path):
+    from smfd_data.augment import AugmentConfig, augment_degraded
+    from smfd_data.face_labels import flip_lut
+    from tests.test_face_dataset import LABEL_COLORS
+    root = make_faces(tmp_path / 'faces', n=2, size=48, colour_coded=True)
+    train = dataset_opt(root, gt_size=48, num_classes=19, degradation={
+        'num_layers': [1], 'sequences': ['M'], 'motion_sizes': [3], 'scale_range': [1.0, 1.0],
+        'noise_range': [0.0, 0.0]})
+    opt_path = write_yaml(tmp_path / 'opt.yml', {'datasets': {'train': train}})
+    out = tmp_path / 'frozen'
+    write_degraded_set(opt_path, str(out), phase='train', kernels=False, resume=True)
+    augment = {'rotation': 20, 'hflip': True, 'crop_scale': [0.8, 0.9], 'brightness': False, 'contrast': False}
+    plain = SMFDDegradedFolderDataset({'dataroot': str(out), 'phase': 'test', 'mask_encoding': 'label'})
+    ds = SMFDDegradedFolderDataset({'dataroot': str(out), 'phase': 'train', 'mask_encoding': 'label',
+                                    'augment': augment})
+    assert ds.flip_lut is not None and (ds.flip_lut == flip_lut()).all()  # 19 stored classes swap left/right
+    torch.manual_seed(5)
+    a, b = ds[0], ds[0]
+    assert not torch.equal(a['gt'], b['gt'])  # a new draw per load, the same frozen blur underneath
+    # the same call by hand: one draw moves blurry, sharp and labels
+    p = plain[0]
+    rng = np.random.default_rng(torch.initial_seed())
+    lq, gt, labels, _ = augment_degraded(p['lq'].numpy().transpose(1, 2, 0), p['gt'].numpy().transpose(1, 2, 0),
+                                         p['mask'].numpy().astype(np.uint8), AugmentConfig.from_option(augment), rng,
+                                         flip_lut())
+    np.testing.assert_array_equal(a['lq'].numpy(), lq.transpose(2, 0, 1))
+    np.testing.assert_array_equal(a['gt'].numpy(), gt.transpose(2, 0, 1))
+    np.testing.assert_array_equal(a['mask'].numpy(), labels)
+    # and the mask still describes the sharp picture (colour-coded faces: colour = label colour, up to a flip swap)
+    gt8 = np.rint(a['gt'].numpy().transpose(1, 2, 0) * 255).astype(np.int32)
+    lab = a['mask'].numpy().astype(np.uint8)
+    box = np.ones((5, 5), np.uint8)
+    inside = cv2.erode(lab, box) == cv2.dilate(lab, box)
+    colours = np.stack([LABEL_COLORS[lab], LABEL_COLORS[flip_lut()[lab]]]).astype(np.int32)
+    close = (np.abs(gt8[None] - colours).max(-1) <= 40).any(0)
+    assert close[inside].mean() > 0.97
+    # validation/test phases read the frozen copy as it is
+    assert torch.equal(SMFDDegradedFolderDataset({'dataroot': str(out), 'phase': 'val', 'augment': augment})[0]['gt'],
+                       SMFDDegradedFolderDataset({'dataroot': str(out)})[0]['gt'])

@@ -1,6 +1,7 @@
 """SMFDFaceDataset / SMFDDegradedFolderDataset and the joint augmentation (§3.4.2, §3.4.6.1) on tiny faces."""
 import hashlib
 import json
+import logging
 import os
 
 import cv2
@@ -401,3 +402,141 @@ def test_input_conversions_gray_rgba_16bit():
     np.testing.assert_array_equal(decode_image(encode(rgba), 'a.png'), rgb / np.float32(255))
     deep = bgr.astype(np.uint16) * 257 + 1
     np.testing.assert_allclose(decode_image(encode(deep), 'd.png'), (rgb * 257.0 + 1) / 65535, atol=1e-7)
+
+
+# ------------------------------------------------------------------------------------- degrade_at and seeds
+POINT_BLUR = {'num_layers': [1], 'sequences': ['M'], 'motion_sizes': [41], 'motion_directions': ['horizontal'],
+              'scale_range': [1.0, 1.0], 'noise_range': [0.0, 0.0]}  # one 41-px motion, nothing else
+
+
+def point_source_faces(root, size=1024, block=4, at=(512, 400)):
+    """One black size² face with a white block² square (one pixel of the size/block grid) and blank labels."""
+    for sub in ('images', 'labels'):
+        os.makedirs(os.path.join(root, sub), exist_ok=True)
+    img = np.zeros((size, size, 3), np.uint8)
+    img[at[0]:at[0] + block, at[1]:at[1] + block] = 255
+    cv2.imwrite(os.path.join(root, 'images', '000.png'), img)
+    cv2.imwrite(os.path.join(root, 'labels', '000.png'), np.zeros((size, size), np.uint8))
+    return str(root)
+
+
+def test_degrade_at_source_blurs_before_resizing_a_point_becomes_the_quarter_kernel(tmp_path):
+    from smfd_data.blur_kernels import motion_kernel
+    from smfd_data.degradation import scale_kernel
+    root = point_source_faces(tmp_path)
+    common = dict(gt_size=256, degradation=POINT_BLUR, mask_encoding='label', augment=False)
+    source = SMFDFaceDataset(dataset_opt(root, degrade_at='source', **common))[0]
+    output = SMFDFaceDataset(dataset_opt(root, degrade_at='output', **common))[0]
+    np.testing.assert_array_equal(source['gt'].numpy(), output['gt'].numpy())  # same sharp face at 256²
+    lq_source, lq_output = source['lq'].numpy()[0], output['lq'].numpy()[0]
+    assert lq_source.sum() == pytest.approx(1.0, abs=1e-4) and lq_output.sum() == pytest.approx(1.0, abs=1e-4)
+    # output: the 41-px kernel itself on the 256² grid (the point is one pixel there, at (128, 100))
+    cols = np.nonzero(lq_output.sum(0) > 1e-6)[0]
+    assert (cols.min(), cols.max()) == (80, 120)
+    np.testing.assert_allclose(lq_output[128, 80:121], motion_kernel(41, 'horizontal')[20], atol=1e-6)
+    # source: the kernel at 1024² scaled by 1/4: 11 columns, of the hand-computed weights 10/164 and 16/164
+    cols = np.nonzero(lq_source.sum(0) > 1e-6)[0]
+    assert (cols.min(), cols.max()) == (95, 105) and np.nonzero(lq_source.sum(1) > 1e-6)[0].tolist() == [128]
+    np.testing.assert_allclose(lq_source[128, 95:106], scale_kernel(motion_kernel(41, 'horizontal'), 0.25)[5],
+                               atol=1e-6)
+    np.testing.assert_allclose(lq_source[128, [95, 100, 105]], [10 / 164, 16 / 164, 10 / 164], atol=1e-6)
+
+    def spread(row):  # standard deviation of the horizontal profile in pixels
+        x = np.arange(row.size)
+        mean = (x * row).sum() / row.sum()
+        return np.sqrt(((x - mean) ** 2 * row).sum() / row.sum())
+
+    ratio = spread(lq_source[128]) / spread(lq_output[128])
+    assert 0.24 < ratio < 0.26  # the blur is a quarter as wide
+    params = json.loads(source['degradation'])
+    assert params['source_shape'] == [1024, 1024] and params['output_shape'] == [256, 256]
+
+
+def test_degrade_at_source_with_augmentation_moves_blurry_sharp_and_mask_together(tmp_path):
+    root = make_faces(tmp_path, n=2, size=64, colour_coded=True)
+    noise_free = {'num_layers': [1], 'sequences': ['M'], 'motion_sizes': [3], 'scale_range': [1.0, 1.0],
+                  'noise_range': [0.0, 0.0]}
+    opt = dataset_opt(root, degrade_at='source', num_classes=19, mask_encoding='label', degradation=noise_free,
+                      augment={'rotation': 20, 'crop_scale': [0.8, 0.9], 'hflip': True, 'brightness': False,
+                               'contrast': False})
+    plain = SMFDFaceDataset(dict(opt, augment=False))
+    augmented = SMFDFaceDataset(opt)
+    for i in range(2):
+        a = augmented[i]
+        # the mask still describes the sharp face: each pixel's colour is its label's colour (interior pixels)
+        gt = np.rint(a['gt'].numpy().transpose(1, 2, 0) * 255).astype(np.int32)
+        labels = a['mask'].numpy().astype(np.uint8)
+        box = np.ones((5, 5), np.uint8)
+        interior = cv2.erode(labels, box) == cv2.dilate(labels, box)  # 5x5 neighbourhood of one label
+        assert interior.sum() > 200
+        assert (np.abs(gt[interior] - LABEL_COLORS[labels[interior]].astype(np.int32)).max(axis=1) <= 40).mean() > 0.97
+        # blurry and sharp moved with the same warp: they stay as close as the unaugmented pair
+        err_plain = np.abs(plain[i]['lq'].numpy() - plain[i]['gt'].numpy()).mean()
+        err_aug = np.abs(a['lq'].numpy() - a['gt'].numpy()).mean()
+        assert err_aug < 1.5 * err_plain + 1e-3
+
+
+def test_degrade_at_option_is_checked(faces):
+    with pytest.raises(ValueError, match=r"degrade_at must be one of \('source', 'output'\), got 'input'"):
+        SMFDFaceDataset(dataset_opt(faces, degrade_at='input'))
+    with pytest.raises(ValueError, match='degrade_at: source and degrade_on_device'):
+        SMFDFaceDataset(dataset_opt(faces, degrade_at='source', degrade_on_device=True))
+
+
+def test_degrade_at_output_is_the_default_and_unchanged(faces):
+    a = SMFDFaceDataset(dataset_opt(faces))[1]
+    b = SMFDFaceDataset(dataset_opt(faces, degrade_at='output'))[1]
+    assert sample_digest(a) == sample_digest(b) and 'source_shape' not in json.loads(a['degradation'])
+
+
+class _Records(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.lines = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+
+def test_val_and_test_default_to_distinct_seeds_and_the_log_names_the_seed(faces):
+    handler = _Records()
+    logger = logging.getLogger('basicsr')
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)  # as basicsr.train's init_loggers sets it
+    try:
+        opt = {k: v for k, v in dataset_opt(faces).items() if k not in ('seed', 'deterministic')}
+        val = SMFDFaceDataset(dict(opt, phase='val', name='my_val'))
+        test = SMFDFaceDataset(dict(opt, phase='test', name='my_test'))
+        fixed = SMFDFaceDataset(dict(opt, phase='test', name='fixed', seed=7))
+        train = SMFDFaceDataset(dict(opt, phase='train', name='my_train'))
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert (val.seed, test.seed, fixed.seed) == (0, 1, 7)
+    assert val[0]['degradation'] != test[0]['degradation']  # image 0 gets a different blur in val and test
+    log = '\n'.join(handler.lines)
+    assert 'my_val [val]: 4 images, degradation seed 0 (default of the val phase)' in log
+    assert 'my_test [test]: 4 images, degradation seed 1 (default of the test phase)' in log
+    assert 'fixed [test]: 4 images, degradation seed 7 (option seed)' in log
+    assert 'my_train [train]: 4 images, degradation drawn per load from the worker seed' in log
+    assert train.seed == 0
+
+
+def test_degrade_once_fixes_each_images_blur_while_augmentation_stays_per_load(faces):
+    """The thesis' one generated blurred set (§3.4), augmented in real time (§3.4.6.1)."""
+    augment = {'rotation': 30, 'hflip': True}
+    once = SMFDFaceDataset(dataset_opt(faces, deterministic=False, degrade_once=True, augment=augment))
+    fresh = SMFDFaceDataset(dataset_opt(faces, deterministic=False, augment=augment))
+    torch.manual_seed(0)
+    first, second = once[1], once[1]
+    assert first['degradation'] == second['degradation']  # same blur for image 1 on every load
+    assert not torch.equal(first['gt'], second['gt'])  # ... but a new augmentation each time
+    assert fresh[1]['degradation'] != fresh[1]['degradation']
+    assert once[1]['degradation'] != once[2]['degradation']
+    # Without augmentation the sample is the deterministic (frozen-set) sample of the same seed, bit for bit.
+    plain_once = SMFDFaceDataset(dataset_opt(faces, deterministic=False, degrade_once=True, augment=False))
+    frozen = SMFDFaceDataset(dataset_opt(faces, augment=False))
+    assert sample_digest(plain_once[2]) == sample_digest(frozen[2])
+    with pytest.raises(ValueError, match='degrade_once and degrade_on_device'):
+        SMFDFaceDataset(dataset_opt(faces, degrade_once=True, degrade_on_device=True))

@@ -21,7 +21,7 @@ from tests.helpers import run_python, write_yaml
 
 SIZE = 32
 DEGRADATION = {'gaussian_sizes': [3, 5], 'motion_sizes': [3, 5]}  # kernels that fit a 32² face
-TINY_MASK_NET = {'type': 'MaskGenerator', 'in_channels': 1, 'num_classes': 5, 'encoder_widths': [4, 8, 8],
+TINY_MASK_NET = {'type': 'MaskGenerator', 'in_channels': 1, 'num_classes': 5, 'encoder_widths': [4, 8, 8, 8],
                  'decoder_widths': [8, 8, 8], 'final_width': 8, 'dense_layers': 1, 'head_channels': 8}
 TINY_SMFD_NET = {'type': 'SMFDUNet', 'encoder_widths': [4, 8, 8, 8], 'bottleneck_width': 8,
                  'decoder_widths': [8, 8, 8, 8], 'final_width': 8, 'dense_layers': 1, 'head_channels': 8}

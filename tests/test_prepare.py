@@ -87,6 +87,29 @@ def test_prepare_resizes(tmp_path):
                           cv2.resize(labels, (32, 32), interpolation=cv2.INTER_NEAREST_EXACT))
 
 
+def test_prepare_keep_source_keeps_the_image_resolution(tmp_path):
+    """CelebAMask-HQ's layout: 1024² images, 512² masks; here 64² images, 32² masks. --keep-source keeps the image
+    size (for degrade_at: source) and enlarges the labels to it; the default follows the masks."""
+    root = str(tmp_path / 'tree')
+    write_celebamask_tree(root, 2, seed=SEED, img_size=64, mask_size=32, progress=False)
+    out, default = str(tmp_path / 'source'), str(tmp_path / 'default')
+    common = ['-i', root, '--workers', '1', '--folds', '2', '--test-ratio', '0']
+    prep.main(common + ['-o', out, '--keep-source'])
+    prep.main(common + ['-o', default])
+    stored = _read(os.path.join(root, 'CelebA-HQ-img', '0.jpg'))
+    img, labels = _read(os.path.join(out, 'images', '00000.png')), _read(os.path.join(out, 'labels', '00000.png'))
+    assert img.shape == (64, 64, 3) and labels.shape == (64, 64)
+    assert np.array_equal(img, stored)  # the decoded source, not resampled
+    small = _read(os.path.join(default, 'labels', '00000.png'))
+    assert small.shape == (32, 32) and _read(os.path.join(default, 'images', '00000.png')).shape == (32, 32, 3)
+    assert np.array_equal(labels, cv2.resize(small, (64, 64), interpolation=cv2.INTER_NEAREST_EXACT))
+    before = os.path.getmtime(os.path.join(out, 'images', '00000.png'))
+    prep.main(common + ['-o', out, '--keep-source'])  # resumes: complete source-size outputs are kept
+    assert os.path.getmtime(os.path.join(out, 'images', '00000.png')) == before
+    with pytest.raises(SystemExit):  # --size and --keep-source exclude each other
+        prep.parse_args(common + ['-o', out, '--keep-source', '--size', '32'])
+
+
 def test_prepare_resumes_and_redoes_corrupt_outputs(tmp_path):
     root = _tree(tmp_path, n=3)
     out = str(tmp_path / 'out')
