@@ -7,7 +7,12 @@ the temporary file ``mkstemp`` creates: results must stay readable by other user
 A save killed mid-write (SIGKILL, power loss) leaves its temporary file ``.<name>.<pid>.<random>.tmp``. The first
 write of a process into a folder removes such leftovers whose process is gone (the pid in the name is not alive;
 a file without a pid, from before the pid was recorded, when it is older than this process); nothing else.
+
+``fsync_off()`` (a context manager) keeps the writes atomic but skips the two fsyncs per file, for data that a
+rerun regenerates (the demo's synthetic faces and degraded sets: tens of thousands of small files, where the
+fsyncs cost more than the data). A power loss may then lose recent files, never leave a partial one.
 """
+import contextlib
 import functools
 import json
 import os
@@ -20,6 +25,18 @@ _STARTED = time.time()
 _TEMP_WITH_PID = re.compile(r'^\..+\.(\d+)\.[a-z0-9_]{8}\.tmp(\.[A-Za-z0-9]+)?$')  # .tmp.mp4: atomic_write_named
 _TEMP_WITHOUT_PID = re.compile(r'^\..+\.[a-z0-9_]{8}\.tmp$')
 _cleaned_folders = set()
+_durable = [True]  # fsync_off() clears it (inherited by forked workers)
+
+
+@contextlib.contextmanager
+def fsync_off():
+    """Within the block, atomic writes of this process (and of workers it forks) skip fsync; see the module doc."""
+    before = _durable[0]
+    _durable[0] = False
+    try:
+        yield
+    finally:
+        _durable[0] = before
 
 
 @functools.lru_cache(maxsize=None)
@@ -98,12 +115,15 @@ def _write_and_replace(path, write_to, suffix):
         write_to(tmp_path)
         with open(tmp_path, 'rb+') as f:
             os.fchmod(f.fileno(), _default_mode())
-            os.fsync(f.fileno())
+            if _durable[0]:
+                os.fsync(f.fileno())
         os.replace(tmp_path, path)
     except BaseException:
         if os.path.exists(tmp_path):
             os.remove(tmp_path)
         raise
+    if not _durable[0]:
+        return
     # make the rename itself durable (best effort: not every file system allows opening a folder)
     try:
         dir_fd = os.open(folder, os.O_RDONLY)
