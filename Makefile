@@ -17,6 +17,7 @@ $(STAMP): requirements.txt setup.py
 	$(PIP) install -q --no-build-isolation basicsr==1.4.2
 	$(PIP) install -q -r requirements.txt
 	$(PIP) install -q --no-deps gfpgan==1.3.8  # ArcFace arch of the identity column; its metadata pins an old torch
+	$(PIP) install -q --no-deps nafnetlib==0.1.0  # NAFNet-w32, the benchmark's deblurring reference (pins old torch)
 	$(PIP) install -q --no-build-isolation --no-deps -e .
 	$(PY) -c "import basicsr, smfd_arch; from basicsr.utils.registry import ARCH_REGISTRY as A; A.get('SMFDUNet')"
 	touch $(STAMP)

@@ -25,6 +25,8 @@ def main(argv=None):
     parser.add_argument('--num-workers', type=int, default=0, help='DataLoader workers (output is identical)')
     parser.add_argument('--meta-info', help='override the dataset\'s meta_info_file (e.g. trainval.txt for a frozen '
                         'training set that serves every fold)')
+    parser.add_argument('--classes', type=int, choices=[19], default=None,
+                        help='store the 19 ungrouped CelebAMask-HQ labels (for scripts/mask_benchmark.py)')
     parser.add_argument('--resume', action='store_true', help='build in place and continue an interrupted build '
                         '(always on with --phase train)')
     args = parser.parse_args(argv)
@@ -32,7 +34,8 @@ def main(argv=None):
         parser.error(f'--limit must be >= 1, got {args.limit}')
     try:
         meta = write_degraded_set(args.opt, args.out, args.phase, args.limit, args.seed, not args.no_kernels,
-                                  args.num_workers, args.meta_info, args.resume or args.phase == 'train')
+                                  args.num_workers, args.meta_info, args.resume or args.phase == 'train',
+                                  args.classes)
     except (FileNotFoundError, ValueError) as err:
         print(f'degrade_testset: error: {err}', file=sys.stderr)
         return 1

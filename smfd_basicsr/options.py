@@ -109,6 +109,9 @@ def check_structure(opt, source='options', is_train=True):
         for key in REQUIRED_DATASET_KEYS.get(dataset.get('type'), ()):
             if dataset.get(key) in (None, ''):
                 raise OptionError(f'{source}: option {where}.{key}: missing')
+        if dataset.get('type') == 'PairedImageDataset' and 'scale' not in opt and 'scale' not in dataset:
+            raise OptionError(f'{source}: option scale: missing (PairedImageDataset of {where} reads it; 1 for '
+                              'deblurring)')
     _section(source, opt, 'path', required=False)
     if is_train:
         if 'train' not in datasets:
@@ -164,12 +167,29 @@ def validate_options(opt, source='options', is_train=None):
             _check_name(source, f'train.{key}.type', value['type'], LOSS_REGISTRY, 'loss')
     for name, metric in ((opt.get('val') or {}).get('metrics') or {}).items():
         _check_name(source, f'val.metrics.{name}.type', metric.get('type'), METRIC_REGISTRY, 'metric')
-        if metric.get('type') == 'smfd_lpips':  # offline without the backbone: refuse now, not at image 1
-            from smfd_models.metrics import lpips_unavailable
-            reason = lpips_unavailable(metric.get('net', 'alex'), metric.get('pretrained_backbone', True))
-            if reason:
-                raise OptionError(f'{source}: option val.metrics.{name}: LPIPS unavailable ({reason}); provide the '
-                                  f'weights or remove val.metrics.{name}')
+
+
+def drop_unavailable_metrics(opt, source='options', is_train=True):
+    """Metrics that cannot run on this machine (LPIPS offline without its backbone weights), found before any
+    work instead of at the first image. Testing goes on without them: they are removed from ``val.metrics`` and
+    each gets a note "unavailable (reason)" (returned), as the benchmark reports them. Training refuses
+    (OptionError): its protocol and best-checkpoint choice may depend on the metric."""
+    from smfd_models.metrics import lpips_unavailable
+
+    notes = []
+    metrics = (opt.get('val') or {}).get('metrics') or {}
+    for name, metric in list(metrics.items()):
+        if metric.get('type') != 'smfd_lpips':
+            continue
+        reason = lpips_unavailable(metric.get('net', 'alex'), metric.get('pretrained_backbone', True))
+        if not reason:
+            continue
+        if is_train:
+            raise OptionError(f'{source}: option val.metrics.{name}: LPIPS unavailable ({reason}); provide the '
+                              f'weights or remove val.metrics.{name}')
+        del metrics[name]
+        notes.append(f'{source}: val.metrics.{name}: unavailable ({reason}); the other metrics go on without it')
+    return notes
 
 
 def fill_plugin_defaults(opt):
@@ -220,20 +240,22 @@ def build_parser():
 
 
 def load_options(source, force_yml=None, is_train=True):
-    """The option file ``source`` read, forced and checked: the dict or OptionError (file and key named)."""
+    """The option file ``source`` read, forced and checked: ``(opt, notes)`` or OptionError (file and key named);
+    ``notes``: metrics left out because they cannot run here (``drop_unavailable_metrics``)."""
     try:
         opt = read_option(source)
     except (OSError, ValueError) as err:
         raise OptionError(str(err)) from err
     force_options(opt, force_yml, source)
     validate_options(opt, source=source, is_train=is_train)
-    return opt
+    return opt, drop_unavailable_metrics(opt, source, is_train)
 
 
 def parse_options(root_path, is_train=True):
     """Drop-in for ``basicsr.utils.options.parse_options`` (1.4.2): same arguments, same result, checked first.
 
-    An option mistake exits with one line ``<prog>: error: <file>: option <key>: <problem>`` (status 1).
+    An option mistake exits with one line ``<prog>: error: <file>: option <key>: <problem>`` (status 1); a metric
+    that cannot run here is one ``<prog>: warning:`` line and the test goes on without it.
     """
     import torch
     from basicsr.utils import options as stock  # its init_dist is the CPU-safe one of smfd_basicsr.patches
@@ -241,10 +263,13 @@ def parse_options(root_path, is_train=True):
     from basicsr.utils.dist_util import get_dist_info
 
     args = build_parser().parse_args()
+    prog = osp.basename(sys.argv[0]) or 'basicsr'
     try:
-        opt = load_options(args.opt, args.force_yml, is_train=is_train)
+        opt, notes = load_options(args.opt, args.force_yml, is_train=is_train)
     except OptionError as err:
-        raise SystemExit(f'{osp.basename(sys.argv[0]) or "basicsr"}: error: {err}') from None
+        raise SystemExit(f'{prog}: error: {err}') from None
+    for note in notes:
+        print(f'{prog}: warning: {note}', file=sys.stderr, flush=True)
 
     # From here on BasicSR 1.4.2's parse_options, minus the parts done above.
     opt['dist'] = args.launcher != 'none'

@@ -63,7 +63,7 @@ def phase_dataset_options(opt, phase, source='options'):
     raise ValueError(f'{source}: no datasets.<name> starting with {phase!r} (found {list(datasets)})')
 
 
-def build_dataset(dataset_opt, phase, seed=None, meta_info_file=None):
+def build_dataset(dataset_opt, phase, seed=None, meta_info_file=None, num_classes=None):
     """SMFDFaceDataset in its deterministic, unaugmented form, reading the dataset's own (GT) masks: image i is
     degraded with ``rng_for_sample(seed, i)`` (a frozen training set too: one copy per image, seeded by index)."""
     opt = dict(dataset_opt, phase=phase, deterministic=True, augment=False, degrade_on_device=False, gray_lq=False,
@@ -73,6 +73,11 @@ def build_dataset(dataset_opt, phase, seed=None, meta_info_file=None):
         opt['seed'] = seed
     if meta_info_file is not None:
         opt['meta_info_file'] = meta_info_file
+    if num_classes == 19:  # the ungrouped CelebAMask-HQ labels (the mask benchmark grades 19 and 5 classes)
+        opt['num_classes'] = 19
+        opt.pop('label_groups', None)
+    elif num_classes is not None:
+        raise ValueError(f'classes={num_classes}: only 19 (ungrouped labels) overrides the dataset\'s grouping')
     return face_dataset.SMFDFaceDataset(opt)
 
 
@@ -140,7 +145,7 @@ def _set_meta(dataset, dataset_opt, opt_path, name, phase, images):
         'format': FORMAT,
         'version': FORMAT_VERSION,
         'num_classes': dataset.num_classes,
-        'label_groups': dataset_opt.get('label_groups'),
+        'label_groups': dataset.opt.get('label_groups'),
         'gt_size': dataset.gt_size,
         'seed': dataset.seed,
         'source': {'option_file': osp.basename(opt_path), 'dataset': name, 'phase': phase,
@@ -193,14 +198,15 @@ def _check_resume_target(out, signature):
 
 
 def write_degraded_set(opt_path, out, phase='test', limit=None, seed=None, kernels=True, num_workers=0,
-                       meta_info_file=None, resume=False):
+                       meta_info_file=None, resume=False, num_classes=None):
     """Build the set (see module doc). Returns the params.json content.
 
     ``resume=False``: built in a temporary folder and swapped in at the end (a test set: all or nothing).
     ``resume=True`` (a frozen training set, thousands of images): built in place, each file atomically, one
     ``records/<stem>.json`` per finished sample; an interrupted build continues where it stopped and ends with the
     same bytes as an uninterrupted one. ``meta_info_file`` overrides the dataset's split (e.g. trainval, so one
-    frozen set serves every fold through the reader's ``meta_info_file``).
+    frozen set serves every fold through the reader's ``meta_info_file``). ``num_classes=19`` stores the
+    ungrouped labels (a test set for the mask benchmark's 19-class Dice).
     """
     import torch
 
@@ -209,7 +215,7 @@ def write_degraded_set(opt_path, out, phase='test', limit=None, seed=None, kerne
                                                                    not osp.isfile(osp.join(out, 'params.json')))):
         raise ValueError(f'{out}: exists and is not a degraded set (no params.json); refusing to replace it')
     name, dataset_opt = phase_dataset_options(read_option(opt_path), phase, opt_path)
-    dataset = build_dataset(dataset_opt, phase, seed, meta_info_file)
+    dataset = build_dataset(dataset_opt, phase, seed, meta_info_file, num_classes)
     count = len(dataset) if limit is None else min(int(limit), len(dataset))
     if count < 1:
         raise ValueError(f'{opt_path}: datasets.{name} gives no images to write (limit={limit})')

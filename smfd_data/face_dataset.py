@@ -228,6 +228,13 @@ class SMFDFaceDataset(WorkerRng, data.Dataset):
             raise ValueError('degrade_at: source and degrade_on_device exclude each other: the model degrades the '
                              'batch at gt_size (use degrade_at: output)')
         self.deterministic = bool(opt.get('deterministic', False)) or self.phase != 'train'
+        # The thesis generated one blurred copy per image and augmented it in real time (§3.4, §3.4.6.1):
+        # degrade_once keeps image i's degradation fixed (rng_for_sample(seed, i), the frozen set's bytes)
+        # while the augmentation stays fresh per load.
+        self.degrade_once = bool(opt.get('degrade_once', False))
+        if self.degrade_once and self.degrade_on_device:
+            raise ValueError('degrade_once and degrade_on_device exclude each other: the model draws a fresh '
+                             'degradation per batch on the device')
         self.seed = int(opt['seed']) if opt.get('seed') is not None else DEFAULT_SEEDS.get(self.phase, 0)
         self.degradation_cfg = DegradationConfig.from_dict(opt.get('degradation') or {})
         # §3.4.6.1: augmentation is real-time training augmentation; val/test samples are never augmented
@@ -245,9 +252,11 @@ class SMFDFaceDataset(WorkerRng, data.Dataset):
 
     def _log_setup(self):
         """Which seed and which order this dataset uses, so a log tells validation and test sets apart."""
-        if self.deterministic:
+        if self.deterministic or self.degrade_once:
             origin = 'option seed' if self.opt.get('seed') is not None else f'default of the {self.phase} phase'
             seed = f'degradation seed {self.seed} ({origin}), image i uses rng_for_sample({self.seed}, i)'
+            if self.degrade_once and not self.deterministic:
+                seed += ' (degrade_once: one degraded copy per image, augmentation drawn per load)'
         else:
             seed = 'degradation drawn per load from the worker seed (manual_seed)'
         get_root_logger().info(f'{type(self).__name__} {self.opt.get("name", "")} [{self.phase}]: '
@@ -330,6 +339,8 @@ class SMFDFaceDataset(WorkerRng, data.Dataset):
             rng = rng_for_sample(self.seed, index)
             return rng, rng.spawn(1)[0]  # child stream: switching augmentation does not change the degradation
         rng = self._train_rng()
+        if self.degrade_once:
+            return rng_for_sample(self.seed, index), rng
         return rng, rng
 
     # ---- sample -----------------------------------------------------------------------------------------------

@@ -31,25 +31,14 @@ from smfd_data.degradation_torch import degrade_batch
 from smfd_data.face_dataset import SMFDFaceDataset
 from smfd_data.image_io import write_image
 from smfd_data.synthetic_faces import generate_face
-from smfd_eval.timing import (
-    TINY_UNET,
-    add_common_arguments,
-    environment,
-    format_table,
-    setup_device,
-    summarize,
-    target,
-    targets_table,
-    time_calls,
-    write_json,
-)
+from smfd_eval import timing
 
 DATA_RATIO_TARGET = 3.0
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    add_common_arguments(parser)
+    timing.add_common_arguments(parser)
     parser.add_argument('--data', help='prepared layout (images/, labels/) to read; default: synthetic faces')
     parser.add_argument('--size', type=int, default=None, help='face size (default 256; quick 64)')
     parser.add_argument('--batch', type=int, default=None, help='training batch (default 16; quick 2)')
@@ -90,7 +79,7 @@ def per_sample_rate(fn, n):
     fn(0)
     times = []
     for i in range(n):
-        times.append(time_calls(lambda i=i: fn(i), 'cpu', repeats=1, warmup=0)[0])
+        times.append(timing.time_calls(lambda i=i: fn(i), 'cpu', repeats=1, warmup=0)[0])
     return 1.0 / statistics.median(times), times
 
 
@@ -110,7 +99,7 @@ def measure_worker_rates(root, args):
                          ('dataset', lambda i: ds[i % len(ds)]),
                          ('dataset_no_degrade', lambda i: ds_dev[i % len(ds_dev)])):
             rate, times = per_sample_rate(fn, args.samples)
-            rates[name] = {'samples_per_s': rate, **summarize(times)}
+            rates[name] = {'samples_per_s': rate, **timing.summarize(times)}
             print(f'  {name:20s} {rate:8.2f} samples/s per worker')
     finally:
         torch.set_num_threads(threads)
@@ -125,16 +114,16 @@ def measure_torch_twin(sharp, device, args):
     imgs = torch.stack([torch.from_numpy(sharp[i % len(sharp)]).permute(2, 0, 1) for i in range(args.batch)])
     imgs = imgs.to(device)
     params = [sample_degradation(cfg, rng) for _ in range(args.batch)]
-    times = time_calls(lambda: degrade_batch(imgs, params, device), device, args.repeats, args.warmup)
+    times = timing.time_calls(lambda: degrade_batch(imgs, params, device), device, args.repeats, args.warmup)
     rate = args.batch / statistics.median(times)
     print(f'  {"torch twin (batch)":20s} {rate:8.2f} samples/s on {device}')
-    return {'samples_per_s': rate, 'batch': args.batch, **summarize(times)}
+    return {'samples_per_s': rate, 'batch': args.batch, **timing.summarize(times)}
 
 
 def measure_train_step(device, args):
     """Samples/s one training step consumes: SMFDUNet default, MSE, backward, Adam (the §3.4.6 setup)."""
     torch.manual_seed(0)
-    net = SMFDUNet(**(TINY_UNET if args.tiny else {})).to(device).train()
+    net = SMFDUNet(**(timing.TINY_UNET if args.tiny else {})).to(device).train()
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-4)
     lq = torch.rand(args.batch, 3, args.size, args.size, device=device)
     gt = torch.rand(args.batch, 3, args.size, args.size, device=device)
@@ -147,21 +136,16 @@ def measure_train_step(device, args):
         loss.backward()
         optimizer.step()
 
-    times = time_calls(step, device, args.repeats, args.warmup)
+    times = timing.time_calls(step, device, args.repeats, args.warmup)
     rate = args.batch / statistics.median(times)
     print(f'  {"training step":20s} {rate:8.2f} samples/s consumed (batch {args.batch}, {args.size}²)')
     return {'samples_per_s': rate, 'batch': args.batch, 'size': args.size, 'step_s': statistics.median(times),
-            **summarize(times)}
+            **timing.summarize(times)}
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    device = setup_device(args)
-    report = {'script': 'bench_data', 'environment': environment(device, args.threads),
-              'settings': {'size': args.size, 'batch': args.batch, 'samples': args.samples, 'workers': args.workers,
-                           'repeats': args.repeats, 'warmup': args.warmup, 'data': args.data or 'synthetic',
-                           'quick': args.quick, 'tiny': args.tiny}}
-    print(f'Device {device}, {torch.get_num_threads()} threads, {args.size}², batch {args.batch}')
+def measure(args, device, monitor=None):
+    """Every rate, the ratios and the targets (also used by bench_inference with small settings)."""
+    out = {}
     with tempfile.TemporaryDirectory(prefix='smfd_bench_data_') as tmp:
         root = args.data
         if root is None:
@@ -169,41 +153,59 @@ def main(argv=None):
         elif not os.path.isdir(os.path.join(root, 'images')):
             raise SystemExit(f'--data {root}: expected a prepared layout with images/ and labels/ folders')
         rates, sharp = measure_worker_rates(root, args)
+    if monitor is not None:
+        monitor.sample('data rates')
     rates['torch_twin'] = measure_torch_twin(sharp, device, args)
     consumption = measure_train_step(device, args)
-    report['rates'] = rates
-    report['consumption'] = consumption
+    if monitor is not None:
+        monitor.sample('training step')
+    out['rates'] = rates
+    out['consumption'] = consumption
     need = consumption['samples_per_s'] * DATA_RATIO_TARGET
     rows = []
     for name in ('degrade', 'dataset', 'dataset_no_degrade', 'torch_twin'):
         rate = rates[name]['samples_per_s']
         rows.append({'stage': name, 'samples_per_s': rate, 'ratio': rate / consumption['samples_per_s'],
                      'workers_for_target': (math.ceil(need / rate) if name != 'torch_twin' else None)})
-    report['ratios'] = rows
+    out['ratios'] = rows
     # with degrade_on_device the twin runs inside the training step: its cost per batch adds to the step
     twin_batch_s = rates['torch_twin']['median_s']
-    report['twin_cost_fraction_of_step'] = twin_batch_s / consumption['step_s']
-    report['targets'] = [
-        target(f'data ≥ {DATA_RATIO_TARGET:g}× consumption ({args.workers} worker(s), CPU degradation)',
-               args.workers * rates['dataset']['samples_per_s'] / consumption['samples_per_s'], DATA_RATIO_TARGET,
-               '>=', 'workers × SMFDFaceDataset samples/s per worker / training-step samples/s'),
-        target(f'data ≥ {DATA_RATIO_TARGET:g}× consumption ({args.workers} worker(s), degrade on device)',
-               args.workers * rates['dataset_no_degrade']['samples_per_s']
-               * (consumption['step_s'] + twin_batch_s) / args.batch,
-               DATA_RATIO_TARGET, '>=', 'workers × no-degrade samples/s / samples/s of (step + twin)'),
+    out['twin_cost_fraction_of_step'] = twin_batch_s / consumption['step_s']
+    out['targets'] = [
+        timing.target(f'data ≥ {DATA_RATIO_TARGET:g}× consumption ({args.workers} worker(s), CPU degradation)',
+                      args.workers * rates['dataset']['samples_per_s'] / consumption['samples_per_s'],
+                      DATA_RATIO_TARGET, '>=',
+                      'workers × SMFDFaceDataset samples/s per worker / training-step samples/s'),
+        timing.target(f'data ≥ {DATA_RATIO_TARGET:g}× consumption ({args.workers} worker(s), degrade on device)',
+                      args.workers * rates['dataset_no_degrade']['samples_per_s']
+                      * (consumption['step_s'] + twin_batch_s) / args.batch,
+                      DATA_RATIO_TARGET, '>=', 'workers × no-degrade samples/s / samples/s of (step + twin)'),
     ]
-    report['load_avg_end'] = environment(device, args.threads)['load_avg_1_5_15']
-    write_json(args.json, report)
+    return out
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    device = timing.setup_device(args)
+    settings = {'size': args.size, 'batch': args.batch, 'samples': args.samples, 'workers': args.workers,
+                'repeats': args.repeats, 'warmup': args.warmup, 'data': args.data or 'synthetic',
+                'quick': args.quick, 'tiny': args.tiny}
+    report, monitor = timing.start_report('bench_data', args, device, settings)
+    print(f'Device {device}, {torch.get_num_threads()} threads, {args.size}², batch {args.batch}')
+    report.update(measure(args, device, monitor))
+    timing.finish_report(report, monitor, args)
+    rows, consumption = report['ratios'], report['consumption']
 
     env = report['environment']
     print(f'\n{env["cpu_model"]}, {env["torch_threads"]} threads (data: 1 per worker), torch {env["torch"]}, '
           f'{env["date"]}, load {env["load_avg_1_5_15"]} → {report["load_avg_end"]}\n')
-    print(format_table(rows, [('stage', 'stage'), ('samples_per_s', 'samples/s'), ('ratio', '× consumption'),
-                              ('workers_for_target', f'workers for {DATA_RATIO_TARGET:g}×')],
-                       title=f'Data rate per worker vs training consumption '
-                             f'({consumption["samples_per_s"]:.3g} samples/s, batch {args.batch}, {args.size}²)'))
+    print(timing.format_table(rows, [('stage', 'stage'), ('samples_per_s', 'samples/s'), ('ratio', '× consumption'),
+                                     ('workers_for_target', f'workers for {DATA_RATIO_TARGET:g}×')],
+                              title=f'Data rate per worker vs training consumption '
+                                    f'({consumption["samples_per_s"]:.3g} samples/s, batch {args.batch}, '
+                                    f'{args.size}²)'))
     print(f'\nTorch twin per batch = {report["twin_cost_fraction_of_step"]:.1%} of a training step on {device}.\n')
-    print(targets_table(report['targets']))
+    print(timing.targets_table(report['targets']))
     print(f'\nWrote {args.json}')
     return 0
 

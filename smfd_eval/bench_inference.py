@@ -1,19 +1,26 @@
-"""Inference speed of the SMFD networks against reference restoration networks timed in the same run.
+"""Inference speed of the SMFD networks against NAFNet-w32 and GFPGAN, every case timed interleaved in one process.
 
-    python scripts/bench_inference.py --json bench_inference.json [--sizes 256] [--batches 1,16] [--threads 2]
-    python scripts/bench_inference.py --json /tmp/q.json --quick   # every code path at 64² (compiling takes minutes)
+    python scripts/bench_inference.py --json bench_inference.json            # the default run: ≤ 5 min on 2 cores
+    python scripts/bench_inference.py --json F --with compile,autocast --batches 1,4,16   # heavy variants, opt-in
+    python scripts/bench_inference.py --json /tmp/q.json --quick             # every code path at 64²
 
-For MaskGenerator, SMFDUNet and the cascade (mask generator → softmax → SMFDUNet, the "generated masks" pipeline)
-at each size and batch: eager fp32, channels_last, autocast (bf16 on CPU, fp16 on CUDA), channels_last +
-autocast, torch.compile and onnxruntime. Beside them, with random weights at their native sizes: GFPGAN's
-generator (GFPGANv1Clean, 2× the SMFD size, i.e. 512² for 256² faces), NAFNet-width32 (GoPro deblurring
-configuration) and a plain U-Net with SMFDUNet's parameter count, all eager fp32. Also: parameters, GMACs
-(fvcore), achieved GFLOP/s and measured ceilings (matmul, 3×3 conv NCHW vs channels_last).
+Default cases, per 256² face at batch 1 and 4: SMFDUNet and the cascade (MaskGenerator → softmax → SMFDUNet, the
+"generated masks" pipeline) in eager fp32, channels_last fp32 and onnxruntime; NAFNet-width32 (GoPro deblurring
+configuration) in eager and channels_last fp32; GFPGAN's generator (GFPGANv1Clean) at 512² in eager fp32 at batch
+1 (every batch with `--with gfpgan_all_batches`). Opt-in (`--with`): `compile` (torch.compile, minutes of
+compilation), `autocast` (bf16 on CPU / fp16 on CUDA, with and without channels_last), `mask_generator` (alone),
+`plain` (a plain U-Net with SMFDUNet's parameter count). All networks have random weights.
 
-Every case keeps its raw timings; ratios compare cases of the same run. The issue's targets are evaluated at
-the end (met / NOT met) with what was measured. Cases are timed in interleaved rounds (all cases once per
-round), so load that drifts during the run hits all of them alike. docs/performance.md explains each figure and
-its limits.
+Also measured in the same process: the ceilings (matmul, 3×3 conv NCHW vs channels_last, before and after the
+cases), GMACs (fvcore), the plugin's training overhead over BasicSR's SRModel (smfd_eval.bench_train at a small
+size) and the data pipeline against a training step (smfd_eval.bench_data at 128², batch 4).
+
+The JSON holds every raw timing, `ratios` (cascade / NAFNet-w32 with each net in its faster fp32 variant; cascade /
+GFPGAN per 512² face; SMFDUNet and cascade on their best CPU path as a fraction of the measured channels_last 3×3
+conv throughput; plugin overhead; data / step), the targets, and the load record with `reliable`
+(smfd_eval.timing.LoadMonitor: false when other processes used more than a quarter of a core). Cases are timed in
+rounds (every case once per round, alternating order), so load that drifts hits all of them alike.
+docs/performance.md explains each figure and its limits.
 """
 import argparse
 import copy
@@ -30,50 +37,47 @@ import torch
 
 from smfd_arch import MaskGenerator, SMFDUNet
 from smfd_arch.blocks import count_parameters
+from smfd_eval import timing
 from smfd_eval.reference_archs import build_gfpgan_v1_clean, build_nafnet, plain_unet_like
-from smfd_eval.timing import (
-    TINY_MASK,
-    TINY_UNET,
-    add_common_arguments,
-    count_macs,
-    environment,
-    format_table,
-    measure_peaks,
-    parse_int_list,
-    rss_gb,
-    setup_device,
-    summarize,
-    synchronize,
-    target,
-    targets_table,
-    write_json,
-)
 from smfd_inference.cascade import SMFDCascade
 from smfd_inference.onnx import OnnxRestorer, export_network
 from smfd_models.fast_paths import autocast_for, prepare_for_inference, to_channels_last
 
-SKIPPABLE = ('channels_last', 'autocast', 'compile', 'onnx', 'gfpgan', 'nafnet', 'plain', 'peaks', 'macs')
+OPT_IN = ('compile', 'autocast', 'mask_generator', 'plain', 'gfpgan_all_batches')
+SKIPPABLE = ('channels_last', 'onnx', 'gfpgan', 'nafnet', 'peaks', 'macs', 'train', 'data')
 SMFD_MODELS = ('mask_generator', 'smfd_unet', 'cascade')
-# targets of the issue "Performance"
-GFPGAN_RATIO_TARGET = 0.12
-CONV_FRACTION_TARGET = 0.8
-ONNX_SPEEDUP_TARGET = 1.5
+FP32_VARIANTS = ('eager', 'channels_last')
+BEST_PATH_VARIANTS = ('eager', 'channels_last', 'compile', 'onnxruntime')  # fp32 paths for the conv fraction
+# targets of issue 9
+NAFNET_RATIO_TARGET = 1.0
+GFPGAN_RATIO_TARGET = 0.15
+CONV_FRACTION_TARGET = 0.5
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    add_common_arguments(parser)
-    parser.add_argument('--sizes', type=parse_int_list, default=None, help='SMFD face sizes (default 256; quick 64)')
-    parser.add_argument('--batches', type=parse_int_list, default=None, help='batch sizes (default 1,16; quick 1,2)')
-    parser.add_argument('--skip', default='', help=f'comma-separated parts to leave out: {",".join(SKIPPABLE)}')
+    timing.add_common_arguments(parser)
+    parser.add_argument('--sizes', type=timing.parse_int_list, default=None,
+                        help='SMFD face sizes (default 256; quick 64)')
+    parser.add_argument('--batches', type=timing.parse_int_list, default=None,
+                        help='batch sizes (default 1,4; quick 1,2)')
+    parser.add_argument('--with', dest='with_', default='', help=f'opt-in parts: {",".join(OPT_IN)}')
+    parser.add_argument('--skip', default='', help=f'parts to leave out: {",".join(SKIPPABLE)}')
     parser.add_argument('--tiny', action='store_true', help='tiny widths for every network (test-suite smoke runs)')
     args = parser.parse_args(argv)
-    args.skip = {s for s in args.skip.split(',') if s}
-    unknown = sorted(args.skip - set(SKIPPABLE))
-    if unknown:
-        parser.error(f'--skip: unknown part(s) {unknown}; choose from {", ".join(SKIPPABLE)}')
+    args.skip = {v for v in args.skip.split(',') if v}
+    args.with_ = {v for v in args.with_.split(',') if v}
+    for flag, values, valid in (('--skip', args.skip, SKIPPABLE), ('--with', args.with_, OPT_IN)):
+        unknown = sorted(values - set(valid))
+        if unknown:
+            parser.error(f'{flag}: unknown part(s) {unknown}; choose from {", ".join(valid)}')
+    small = args.quick or args.tiny
     args.sizes = args.sizes or ([32] if args.tiny else [64] if args.quick else [256])
-    args.batches = args.batches or ([1, 2] if args.quick or args.tiny else [1, 16])
+    args.batches = args.batches or ([1, 2] if small else [1, 4])
+    if args.repeats is None:
+        args.repeats = 2 if small else 3
+    if args.warmup is None:
+        args.warmup = 0  # the first call of every case is its (separately timed) warm-up
     return args
 
 
@@ -91,10 +95,10 @@ class Case:
 
 
 def timed_call(fn, device):
-    synchronize(device)
+    timing.synchronize(device)
     start = time.perf_counter()
     fn()
-    synchronize(device)
+    timing.synchronize(device)
     return time.perf_counter() - start
 
 
@@ -107,10 +111,10 @@ def release_memory():
         pass
 
 
-def run_rounds(cases, device, args):
+def run_rounds(cases, device, args, monitor=None):
     """Warm every case up (first call timed apart: compilation, allocation), then `args.repeats` rounds that call
     every case once, in alternating order: load that drifts during the run hits all cases alike, so the ratios
-    between cases stay meaningful on a shared machine."""
+    between cases stay meaningful on a shared machine. `monitor` is sampled after each round."""
     for case in cases:
         try:
             case.first = timed_call(case.fn, device)
@@ -120,7 +124,9 @@ def run_rounds(cases, device, args):
             case.error = f'{type(err).__name__}: {err}'.strip()[:1500]
             print(f'  {case.label()} FAILED ({case.error[:200]})')
             continue
-        print(f'  {case.label()} first call {case.first:8.3f} s, RSS {rss_gb() or 0:5.1f} GiB')
+        print(f'  {case.label()} first call {case.first:8.3f} s, RSS {timing.rss_gb() or 0:5.1f} GiB')
+    if monitor is not None:
+        monitor.sample('warm-up done')
     live = [c for c in cases if c.error is None]
     for r in range(args.repeats):
         start = time.perf_counter()
@@ -130,13 +136,15 @@ def run_rounds(cases, device, args):
                     case.times.append(timed_call(case.fn, device))
                 except Exception as err:
                     case.error = f'{type(err).__name__}: {err}'.strip()[:1500]
+        if monitor is not None:
+            monitor.sample(f'round {r + 1}')
         print(f'  round {r + 1}/{args.repeats}: {time.perf_counter() - start:.1f} s')
 
 
 def case_record(model, variant, size, batch, first, times, gmacs):
     median = statistics.median(times)
     rec = {'model': model, 'variant': variant, 'size': size, 'batch': batch, 'first_call_s': round(first, 4),
-           **summarize(times), 'ms_per_face': 1000.0 * median / batch, 'faces_per_s': batch / median}
+           **timing.summarize(times), 'ms_per_face': 1000.0 * median / batch, 'faces_per_s': batch / median}
     if gmacs is not None:
         rec['gflops_achieved'] = 2.0 * gmacs * batch / median
     return rec
@@ -150,8 +158,8 @@ def error_record(model, variant, size, batch, err):
 # ----------------------------------------------------------------------------------------------- networks
 def smfd_networks(tiny):
     torch.manual_seed(0)
-    mask_generator = MaskGenerator(**(TINY_MASK if tiny else {})).eval()
-    unet = SMFDUNet(**(TINY_UNET if tiny else {})).eval()
+    mask_generator = MaskGenerator(**(timing.TINY_MASK if tiny else {})).eval()
+    unet = SMFDUNet(**(timing.TINY_UNET if tiny else {})).eval()
     cascade = SMFDCascade(unet, mask_generator).eval()
     k = unet.num_mask_classes
 
@@ -168,7 +176,7 @@ def smfd_networks(tiny):
 
 
 def reference_networks(args, smfd_unet_params):
-    """{name: (builder, size multiplier)}; builders return (net, note) and run lazily (GFPGAN takes seconds)."""
+    """{name: (builder, size multiplier, variants, batches)}; builders return (net, note), run lazily."""
     refs = {}
     if 'nafnet' not in args.skip:
         def nafnet():
@@ -178,7 +186,8 @@ def reference_networks(args, smfd_unet_params):
                               dec_blk_nums=[1, 1, 1, 1])
             net, source = build_nafnet(config)
             return net, f'NAFNet-width32 GoPro config ({source}), random weights'
-        refs['nafnet_w32'] = (nafnet, 1)
+        variants = ['eager'] + (['channels_last'] if 'channels_last' not in args.skip else [])
+        refs['nafnet_w32'] = (nafnet, 1, variants, args.batches)
     if 'gfpgan' not in args.skip:
         def gfpgan():
             size = 2 * args.sizes[0]
@@ -187,12 +196,13 @@ def reference_networks(args, smfd_unet_params):
             else:
                 net = build_gfpgan_v1_clean(out_size=size)
             return net, f'GFPGANv1Clean (gfpgan==1.3.8) at {size}², GFPGANer configuration, random weights'
-        refs['gfpgan_v1_clean'] = (gfpgan, 2)
-    if 'plain' not in args.skip:
+        batches = args.batches if 'gfpgan_all_batches' in args.with_ else args.batches[:1]
+        refs['gfpgan_v1_clean'] = (gfpgan, 2, ['eager'], batches)
+    if 'plain' in args.with_:
         def plain():
             net = plain_unet_like(smfd_unet_params)
             return net, f'plain U-Net, base width {net.down[0][0].out_channels}, matched to SMFDUNet parameters'
-        refs['plain_unet'] = (plain, 1)
+        refs['plain_unet'] = (plain, 1, ['eager'], args.batches)
     return refs
 
 
@@ -244,11 +254,11 @@ def smfd_variants(args):
     variants = ['eager']
     if 'channels_last' not in args.skip:
         variants.append('channels_last')
-    if 'autocast' not in args.skip:
+    if 'autocast' in args.with_:
         variants.append('autocast')
         if 'channels_last' not in args.skip:
             variants.append('channels_last+autocast')
-    if 'compile' not in args.skip:
+    if 'compile' in args.with_:
         variants.append('compile')
     if 'onnx' not in args.skip:
         variants.append('onnxruntime')
@@ -264,7 +274,7 @@ def build_smfd_cases(args, device, amp, tmpdir, nets, names, variants, cases, fa
         net, make_inputs, kind = nets[name]
         info[name] = {'params': count_parameters(net)}
         for size in args.sizes:
-            macs = {} if 'macs' in args.skip else count_macs(net, make_inputs(1, size, 'cpu'))
+            macs = {} if 'macs' in args.skip else timing.count_macs(net, make_inputs(1, size, 'cpu'))
             info[name][f'macs_{size}'] = macs
             torch.manual_seed(1)
             check_inputs = make_inputs(1, size, 'cpu')
@@ -308,11 +318,9 @@ def run_accuracy_checks(checks):
             case.extra.update(accuracy)
 
 
-def build_reference_cases(args, device, names, cases, smfd_unet_params):
+def build_reference_cases(args, device, cases, smfd_unet_params):
     info = {}
-    for name, (builder, multiplier) in reference_networks(args, smfd_unet_params).items():
-        if name not in names:
-            continue
+    for name, (builder, multiplier, variants, batches) in reference_networks(args, smfd_unet_params).items():
         size = multiplier * args.sizes[0]
         try:
             net, note = builder()
@@ -323,20 +331,17 @@ def build_reference_cases(args, device, names, cases, smfd_unet_params):
         net = net.eval()
         info[name] = {'params': count_parameters(net), 'size': size, 'note': note}
         if 'macs' not in args.skip:
-            info[name][f'macs_{size}'] = count_macs(net, (torch.rand(1, 3, size, size),))  # on CPU
+            info[name][f'macs_{size}'] = timing.count_macs(net, (torch.rand(1, 3, size, size),))  # on CPU
         gmacs = info[name].get(f'macs_{size}', {}).get('gmacs')
-        net = net.to(device)
-        for batch in args.batches:
-            x = torch.rand(batch, 3, size, size, device=device)
-
-            def call(net=net, x=x):
-                with torch.inference_mode():
-                    return net(x)
-            cases.append(Case(name, 'eager', size, batch, call, gmacs))
+        for variant in variants:
+            call = torch_variant(net, variant, device, None)
+            for batch in batches:
+                x = torch.rand(batch, 3, size, size, device=device)
+                cases.append(Case(name, variant, size, batch, lambda call=call, x=x: call(x), gmacs))
     return info
 
 
-def case_results(cases, failed, group):
+def case_results(cases, failed):
     results = list(failed)
     for case in cases:
         if case.error is not None or not case.times:
@@ -346,186 +351,204 @@ def case_results(cases, failed, group):
         rec = case_record(case.model, case.variant, case.size, case.batch, case.first, case.times, case.gmacs)
         rec.update(case.extra)
         results.append(rec)
-    for rec in results:
-        rec['group'] = group  # cases of one group were timed interleaved: compare within a group
     return results
 
 
 # ----------------------------------------------------------------------------------------------- analysis
-def find(results, model, variant, batch, size=None, group=None):
+def find(results, model, variant, batch, size=None):
     for rec in results:
         if (rec['model'] == model and rec['variant'] == variant and rec['batch'] == batch
-                and (size is None or rec['size'] == size) and (group is None or rec['group'] == group)
-                and 'error' not in rec):
+                and (size is None or rec['size'] == size) and 'error' not in rec):
             return rec
     return None
 
 
-def find_pair(results, model, variant, ref, batch, size):
-    """(case, reference) timed in the same group (the reference's), or (None, None)."""
-    reference = find(results, ref, 'eager', batch)
-    if reference is None:
-        return None, None
-    case = find(results, model, variant, batch, size, group=reference['group'])
-    return (case, reference) if case else (None, None)
+def fastest(results, model, batch, variants, size=None):
+    """The fastest timed case of `model` at `batch` among `variants`, or None."""
+    cands = [r for r in (find(results, model, v, batch, size) for v in variants) if r]
+    return min(cands, key=lambda r: r['median_s']) if cands else None
 
 
 def add_speedups(results):
     for rec in results:
         if 'error' in rec or rec['model'] not in SMFD_MODELS:
             continue
-        eager = find(results, rec['model'], 'eager', rec['batch'], rec['size'], group=rec['group'])
+        eager = find(results, rec['model'], 'eager', rec['batch'], rec['size'])
         if eager:
             rec['speedup_vs_eager'] = eager['median_s'] / rec['median_s']
 
 
-def comparisons(results, args):
-    """Per-face time ratios case / reference at the same batch (< 1: the case is faster)."""
+def _pair(name, case, reference, what):
+    if not case or not reference:
+        return None
+    return {'name': name, 'batch': case['batch'], 'case': f'{case["model"]}/{case["variant"]}',
+            'reference': f'{reference["model"]}/{reference["variant"]}', 'case_ms_per_face': case['ms_per_face'],
+            'reference_ms_per_face': reference['ms_per_face'],
+            'ratio': case['ms_per_face'] / reference['ms_per_face'], 'case_size': case['size'],
+            'reference_size': reference['size'], 'what': what}
+
+
+def compute_ratios(results, peaks, args):
+    """The issue's ratios, from the cases of this run (all timed interleaved)."""
     size = args.sizes[0]
-    pairs = [('cascade', 'eager', 'nafnet_w32', 'cascade vs NAFNet-w32 per face, same size, eager fp32'),
-             ('cascade', 'eager', 'gfpgan_v1_clean', 'cascade per face vs GFPGAN per 2×-size face, eager fp32'),
-             ('smfd_unet', 'eager', 'plain_unet', 'SMFDUNet vs plain U-Net of equal parameters, eager fp32')]
-    rows = []
-    for batch in args.batches:
-        for model, variant, ref, what in pairs:
-            case, reference = find_pair(results, model, variant, ref, batch, size)
-            if case and reference:
-                rows.append({'case': f'{model}/{variant}', 'reference': f'{ref}/eager', 'batch': batch,
-                             'ratio': case['ms_per_face'] / reference['ms_per_face'], 'what': what})
-        naf = find(results, 'nafnet_w32', 'eager', batch)
-        best = best_variant(results, 'cascade', batch, size, naf['group']) if naf else None
-        if best and naf:
-            rows.append({'case': f'cascade/{best["variant"]}', 'reference': 'nafnet_w32/eager', 'batch': batch,
-                         'ratio': best['ms_per_face'] / naf['ms_per_face'],
-                         'what': 'fastest cascade variant of this run vs NAFNet-w32 eager'})
-    return rows
-
-
-def best_variant(results, model, batch, size, group):
-    cands = [r for r in results if r['model'] == model and r['batch'] == batch and r['size'] == size
-             and r['group'] == group and 'error' not in r]
-    return min(cands, key=lambda r: r['median_s']) if cands else None
-
-
-def evaluate_targets(results, peaks, args, device):
-    size = args.sizes[0]
-    out = []
-    for batch in args.batches:
-        case, naf = find_pair(results, 'cascade', 'eager', 'nafnet_w32', batch, size)
-        out.append(target(f'cascade faster than NAFNet-w32 per {size}² face (b{batch})',
-                          case['ms_per_face'] / naf['ms_per_face'] if case and naf else None, 1.0, '<',
-                          'time ratio cascade/NAFNet, eager fp32, same batch'))
-        case, gfp = find_pair(results, 'cascade', 'eager', 'gfpgan_v1_clean', batch, size)
-        out.append(target(f'cascade {size}² face ≤ {GFPGAN_RATIO_TARGET}× GFPGAN {2 * size}² face (b{batch})',
-                          case['ms_per_face'] / gfp['ms_per_face'] if case and gfp else None, GFPGAN_RATIO_TARGET,
-                          '<=', 'time ratio cascade/GFPGANv1Clean, eager fp32, same batch'))
     conv = (peaks or {}).get('conv3x3_channels_last', {}).get('gflops')
-    batch = max(args.batches)
-    for model in ('smfd_unet', 'cascade'):
-        rec = find(results, model, 'channels_last', batch, size)
-        value = rec['gflops_achieved'] / conv if rec and conv and 'gflops_achieved' in rec else None
-        out.append(target(f'{model} ≥ {CONV_FRACTION_TARGET:.0%} of measured channels_last conv GFLOP/s (b{batch})',
-                          value, CONV_FRACTION_TARGET, '>=',
-                          'achieved GFLOP/s (fvcore MACs × 2 / time), channels_last fp32 / 3×3 conv peak'))
-    for model in SMFD_MODELS:
-        for batch in args.batches:
-            onnx = find(results, model, 'onnxruntime', batch, size)
-            eager = find(results, model, 'eager', batch, size, group=onnx['group']) if onnx else None
-            value = eager['median_s'] / onnx['median_s'] if eager and onnx else None
-            t = target(f'{model}: onnxruntime ≥ {ONNX_SPEEDUP_TARGET}× eager on CPU (b{batch})', value,
-                       ONNX_SPEEDUP_TARGET, '>=', 'eager fp32 time / onnxruntime fp32 time')
-            if device.type != 'cpu':
-                t['met'] = None
-                t['measured_as'] += ' (CPU-only target: not evaluated on this device)'
-            out.append(t)
+    ratios = {'cascade_vs_nafnet_w32': [], 'cascade_vs_gfpgan': [], 'smfd_unet_vs_plain_unet': [],
+              'conv_fraction': [], 'conv3x3_channels_last_gflops': conv}
+    for batch in args.batches:
+        row = _pair('cascade/NAFNet-w32', fastest(results, 'cascade', batch, FP32_VARIANTS, size),
+                    fastest(results, 'nafnet_w32', batch, FP32_VARIANTS),
+                    f'per {size}² face, each net in its faster of eager NCHW / channels_last fp32')
+        if row:
+            ratios['cascade_vs_nafnet_w32'].append(row)
+        row = _pair('cascade/GFPGAN', find(results, 'cascade', 'eager', batch, size),
+                    find(results, 'gfpgan_v1_clean', 'eager', batch),
+                    f'cascade per {size}² face / GFPGANv1Clean per {2 * size}² face, eager fp32')
+        if row:
+            ratios['cascade_vs_gfpgan'].append(row)
+        row = _pair('SMFDUNet/plain U-Net', find(results, 'smfd_unet', 'eager', batch, size),
+                    find(results, 'plain_unet', 'eager', batch), 'equal parameters, eager fp32')
+        if row:
+            ratios['smfd_unet_vs_plain_unet'].append(row)
+        for model in ('smfd_unet', 'cascade'):
+            best = fastest(results, model, batch, BEST_PATH_VARIANTS, size)
+            if best and conv and best.get('gflops_achieved'):
+                ratios['conv_fraction'].append({
+                    'model': model, 'batch': batch, 'best_path': best['variant'],
+                    'gflops_achieved': best['gflops_achieved'], 'fraction': best['gflops_achieved'] / conv,
+                    'what': 'achieved GFLOP/s (fvcore MACs × 2 / median time) on the fastest fp32 path / measured '
+                            'channels_last 3×3 conv GFLOP/s'})
+    return ratios
+
+
+def evaluate_targets(ratios, overhead, data):
+    out = []
+    for row in ratios['cascade_vs_nafnet_w32']:
+        out.append(timing.target(f'cascade ≤ {NAFNET_RATIO_TARGET:g}× NAFNet-w32 per face (b{row["batch"]})',
+                                 row['ratio'], NAFNET_RATIO_TARGET, '<=', f'{row["case"]} / {row["reference"]}'))
+    for row in ratios['cascade_vs_gfpgan']:
+        out.append(timing.target(f'cascade ≤ {GFPGAN_RATIO_TARGET:g}× GFPGAN per {row["reference_size"]}² face '
+                                 f'(b{row["batch"]})',
+                                 row['ratio'], GFPGAN_RATIO_TARGET, '<=', row['what']))
+    for row in ratios['conv_fraction']:
+        out.append(timing.target(f'{row["model"]} ≥ {CONV_FRACTION_TARGET:.0%} of channels_last conv GFLOP/s '
+                                 f'(b{row["batch"]})', row['fraction'], CONV_FRACTION_TARGET, '>=',
+                                 f'best path: {row["best_path"]}'))
+    if overhead:
+        out.append(overhead['target'])
+    if data:
+        out.extend(data['targets'][:1])
     return out
 
 
+def measure_overhead(args, device, monitor):
+    from smfd_eval.bench_train import measure_overhead as overhead
+    small = args.quick or args.tiny
+    return overhead(device, batch=2, size=32 if small else 64, iters=2 if small else 6, tiny=args.tiny,
+                    monitor=monitor)
+
+
+def measure_data(args, device, monitor):
+    from smfd_eval import bench_data
+    small = args.quick or args.tiny
+    settings = argparse.Namespace(data=None, size=32 if small else 128, batch=2 if small else 4, faces=3,
+                                  samples=2 if small else 6, workers=1, repeats=2, warmup=1 if not small else 0,
+                                  tiny=args.tiny)
+    result = bench_data.measure(settings, device, monitor)
+    result['settings'] = vars(settings)
+    return result
+
+
+# ----------------------------------------------------------------------------------------------- report
 def print_tables(report):
     env = report['environment']
     print(f'\n{env["cpu_model"]}, {env["torch_threads"]} threads, torch {env["torch"]}, onnxruntime '
           f'{env["onnxruntime"]}, device {env["device"]}{" (" + env["gpu"] + ")" if "gpu" in env else ""}, '
-          f'{env["date"]}, load {env["load_avg_1_5_15"]} → {report["load_avg_end"]}\n')
+          f'{env["date"]}, reliable = {report["reliable"]}\n')
     rows = []
     for rec in report['cases']:
         row = dict(rec)
         if 'error' in rec:
             row['ms_per_face'] = 'FAILED: ' + rec['error'][:60].replace('|', '/').replace('\n', ' ')
         rows.append(row)
-    columns = [('group', 'timed with'), ('model', 'model'), ('variant', 'variant'), ('size', 'size'),
-               ('batch', 'batch'),
+    columns = [('model', 'model'), ('variant', 'variant'), ('size', 'size'), ('batch', 'batch'),
                ('ms_per_face', 'ms/face'), ('faces_per_s', 'faces/s'), ('gflops_achieved', 'GFLOP/s'),
                ('speedup_vs_eager', '× eager'), ('psnr_vs_eager_db', 'PSNR vs eager dB'),
                ('first_call_s', 'first call s')]
-    print(format_table(rows, columns, title='Inference (median of raw timings)'))
+    print(timing.format_table(rows, columns, title='Inference (median of raw timings, interleaved rounds)'))
     nets = [{'network': name, 'params_M': info.get('params', 0) / 1e6 if 'params' in info else None,
              'gmacs': next((v.get('gmacs') for k, v in info.items() if k.startswith('macs_')), None),
              'note': info.get('note') or info.get('error', '')[:80]}
             for name, info in {**report['networks'], **report['references']}.items()]
     print()
-    print(format_table(nets, [('network', 'network'), ('params_M', 'params (M)'), ('gmacs', 'GMACs/face'),
-                              ('note', 'note')], title='Networks (GMACs at the size timed)'))
+    print(timing.format_table(nets, [('network', 'network'), ('params_M', 'params (M)'), ('gmacs', 'GMACs/face'),
+                                     ('note', 'note')], title='Networks (GMACs at the size timed)'))
     if report['peaks']:
         print()
-        print(format_table([{'kernel': k, **v} for k, v in report['peaks'].items()],
-                           [('kernel', 'kernel'), ('shape', 'shape'), ('gflops', 'GFLOP/s')],
-                           title='Measured ceilings (fp32)'))
+        print(timing.format_table([{'kernel': k, **v} for k, v in report['peaks'].items()],
+                                  [('kernel', 'kernel'), ('shape', 'shape'), ('gflops', 'GFLOP/s')],
+                                  title='Measured ceilings (fp32)'))
+    ratios = report['ratios']
+    pairs = ratios['cascade_vs_nafnet_w32'] + ratios['cascade_vs_gfpgan'] + ratios['smfd_unet_vs_plain_unet']
     print()
-    print(format_table(report['comparisons'], [('case', 'case'), ('reference', 'reference'), ('batch', 'batch'),
-                                               ('ratio', 'time/face ratio'), ('what', 'what')],
-                       title='Comparisons in this run (ratio < 1: case faster)'))
+    print(timing.format_table(pairs, [('case', 'case'), ('reference', 'reference'), ('batch', 'batch'),
+                                      ('ratio', 'time/face ratio'), ('what', 'what')],
+                              title='Ratios in this run (< 1: case faster)'))
     print()
-    print(targets_table(report['targets']))
+    print(timing.format_table(ratios['conv_fraction'], [('model', 'model'), ('batch', 'batch'),
+                                                        ('best_path', 'best path'), ('gflops_achieved', 'GFLOP/s'),
+                                                        ('fraction', 'of channels_last conv')],
+                              title='Best CPU path against the measured 3×3 conv throughput'))
+    print()
+    print(timing.targets_table(report['targets']))
 
 
 def main(argv=None):
     args = parse_args(argv)
-    device = setup_device(args)
+    device = timing.setup_device(args)
     amp = 'fp16' if device.type == 'cuda' else 'bf16'
-    report = {'script': 'bench_inference', 'environment': environment(device, args.threads),
-              'settings': {'sizes': args.sizes, 'batches': args.batches, 'repeats': args.repeats,
-                           'warmup': args.warmup, 'skip': sorted(args.skip), 'timing': 'interleaved rounds',
-                           'quick': args.quick, 'tiny': args.tiny, 'autocast_dtype': amp}}
+    settings = {'sizes': args.sizes, 'batches': args.batches, 'repeats': args.repeats, 'warmup': args.warmup,
+                'skip': sorted(args.skip), 'with': sorted(args.with_), 'timing': 'interleaved rounds, one process',
+                'quick': args.quick, 'tiny': args.tiny, 'autocast_dtype': amp}
+    report, monitor = timing.start_report('bench_inference', args, device, settings)
+    wall = time.perf_counter()
     print(f'Device {device}, {torch.get_num_threads()} threads, sizes {args.sizes}, batches {args.batches}')
     quick = args.quick or args.tiny
-    peaks_before = {} if 'peaks' in args.skip else measure_peaks(device, quick, repeats=max(3, args.repeats))
-    # Each SMFD network is timed interleaved with the references it is compared against; the groups run one
-    # after the other, so that the memory of one group (onnxruntime keeps its arena) is freed before the next.
-    # GFPGAN at batch 16, 512² peaks at ~11 GiB: it gets its own group with the cascade's eager variant.
-    variants = smfd_variants(args)
-    groups = [('mask_generator', variants, ()), ('smfd_unet', variants, ('plain_unet',)),
-              ('cascade', variants, ('nafnet_w32',)), ('cascade', ['eager'], ('gfpgan_v1_clean',))]
+    peaks_before = {} if 'peaks' in args.skip else timing.measure_peaks(device, quick, repeats=3)
+    monitor.sample('peaks before')
     nets = smfd_networks(args.tiny)
     smfd_unet_params = count_parameters(nets['smfd_unet'][0])
-    report['networks'], report['references'], results = {}, {}, []
+    names = [n for n in SMFD_MODELS if n != 'mask_generator' or 'mask_generator' in args.with_]
+    cases, failed = [], []
     with tempfile.TemporaryDirectory(prefix='smfd_bench_onnx_') as tmpdir:
-        for name, group_variants, refs in groups:
-            refs = [r for r in refs if r.split('_')[0] not in args.skip]
-            if group_variants == ['eager'] and not refs:
-                continue  # only there for a skipped reference
-            group = '+'.join([name] + refs)
-            print(f'Group {group}:')
-            cases, failed = [], []
-            info, checks = build_smfd_cases(args, device, amp, tmpdir, nets, [name], group_variants, cases, failed)
-            report['networks'].update(info)
-            report['references'].update(build_reference_cases(args, device, refs, cases, smfd_unet_params))
-            run_rounds(cases, device, args)
-            run_accuracy_checks(checks)
-            results.extend(case_results(cases, failed, group))
-            del cases, checks, failed
-            release_memory()
-    peaks_after = {} if 'peaks' in args.skip else measure_peaks(device, quick, repeats=max(3, args.repeats))
+        report['networks'], checks = build_smfd_cases(args, device, amp, tmpdir, nets, names, smfd_variants(args),
+                                                      cases, failed)
+        report['references'] = build_reference_cases(args, device, cases, smfd_unet_params)
+        monitor.sample('cases built')
+        print(f'{len(cases)} cases, timed interleaved:')
+        run_rounds(cases, device, args, monitor)
+        run_accuracy_checks(checks)
+        results = case_results(cases, failed)
+        del cases, checks
+        release_memory()
+    peaks_after = {} if 'peaks' in args.skip else timing.measure_peaks(device, quick, repeats=3)
     # the ceiling is the better of the measurements taken before and after the cases (load drifts)
     report['peaks'] = {k: max(peaks_before[k], peaks_after[k], key=lambda p: p['gflops']) for k in peaks_before}
     report['peaks_before_after'] = {'before': peaks_before, 'after': peaks_after}
+    monitor.sample('peaks after')
+    report['plugin_overhead'] = None if 'train' in args.skip else measure_overhead(args, device, monitor)
+    report['data_vs_step'] = None if 'data' in args.skip else measure_data(args, device, monitor)
     add_speedups(results)
     report['cases'] = results
-    report['comparisons'] = comparisons(results, args)
-    report['targets'] = evaluate_targets(results, report['peaks'], args, device)
-    report['load_avg_end'] = environment(device, args.threads)['load_avg_1_5_15']
-    write_json(args.json, report)
+    report['ratios'] = compute_ratios(results, report['peaks'], args)
+    if report['plugin_overhead']:
+        report['ratios']['plugin_overhead_vs_SRModel'] = report['plugin_overhead']['plugin_overhead']
+    if report['data_vs_step']:
+        report['ratios']['data_vs_training_step'] = report['data_vs_step']['targets'][0]['value']
+    report['targets'] = evaluate_targets(report['ratios'], report['plugin_overhead'], report['data_vs_step'])
+    report['wall_s'] = round(time.perf_counter() - wall, 1)
+    timing.finish_report(report, monitor, args)
     print_tables(report)
-    print(f'\nWrote {args.json}')
+    print(f'\nWall time {report["wall_s"]:.0f} s. Wrote {args.json}')
     return 0
 
 

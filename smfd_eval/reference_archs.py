@@ -9,8 +9,8 @@ Timing only: every reference is built with random weights (no downloads here), a
 * `build_gfpgan_v1_clean`: GFPGAN v1.3/1.4's generator (`GFPGANv1Clean`, 512², the configuration GFPGANer
   builds), from `pip install --no-deps gfpgan==1.3.8`.
 * `build_nafnet`: NAFNet-width32 as released for GoPro deblurring (`enc_blk_nums=[1,1,1,28]`,
-  `middle_blk_num=1`, `dec_blk_nums=[1,1,1,1]`), from `pip install --no-deps nafnetlib==0.1.0`, or BasicSR's
-  own `NAFNet` arch when the installed BasicSR has one (1.4.2 does not).
+  `middle_blk_num=1`, `dec_blk_nums=[1,1,1,1]`), from nafnetlib==0.1.0 (installed `--no-deps` by `make venv`,
+  like gfpgan), or BasicSR's own `NAFNet` arch when the installed BasicSR has one (1.4.2 does not).
 """
 import importlib
 

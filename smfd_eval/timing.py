@@ -19,7 +19,8 @@ from smfd_data.atomic_io import atomic_write_json
 __all__ = [
     'add_common_arguments', 'setup_device', 'synchronize', 'time_calls', 'summarize', 'environment',
     'count_macs', 'measure_peaks', 'conv3x3_gflops', 'target', 'format_table', 'targets_table', 'write_json',
-    'load_note', 'parse_int_list', 'rss_gb', 'TINY_UNET', 'TINY_MASK'
+    'load_note', 'parse_int_list', 'rss_gb', 'TINY_UNET', 'TINY_MASK', 'OTHERS_CORES_LIMIT', 'parse_proc_stat',
+    'parse_self_stat', 'LoadMonitor', 'start_report', 'finish_report'
 ]
 
 # Tiny SMFD configurations for the test-suite's smoke runs (--tiny): every code path, none of the cost.
@@ -27,6 +28,130 @@ TINY_UNET = dict(encoder_widths=(4, 8, 8, 8), bottleneck_width=8, decoder_widths
                  head_channels=4, growth=2, growth_ratio=None)
 TINY_MASK = dict(encoder_widths=(4, 8, 8, 8), decoder_widths=(8, 8, 4), final_width=4, head_channels=4, growth=2,
                  growth_ratio=None)
+
+
+# ------------------------------------------------------------------------------------------------ load record
+# A timing is trusted only when the rest of the machine kept (almost) still: other processes' CPU time, from
+# /proc/stat (all busy jiffies) minus /proc/self/stat (this process and its reaped children).
+OTHERS_CORES_LIMIT = 0.25
+RELIABILITY_RULE = (
+    f'reliable = other processes used at most {OTHERS_CORES_LIMIT} core on average over the run AND in every sample '
+    'window (consecutive samples merged to windows of >= 1 s); others = (total busy jiffies in /proc/stat − this '
+    "process's utime+stime+cutime+cstime in /proc/self/stat) / CLK_TCK / window seconds")
+
+
+def parse_proc_stat(text):
+    """Busy jiffies of all CPUs from /proc/stat text: user+nice+system+irq+softirq+steal (not idle, iowait)."""
+    for line in text.splitlines():
+        fields = line.split()
+        if fields and fields[0] == 'cpu':
+            values = [int(v) for v in fields[1:]]
+            values += [0] * (8 - len(values))
+            user, nice, system, _idle, _iowait, irq, softirq, steal = values[:8]
+            return user + nice + system + irq + softirq + steal  # guest time is already inside user
+    raise ValueError('no aggregate "cpu" line in /proc/stat')
+
+
+def parse_self_stat(text):
+    """utime+stime+cutime+cstime (jiffies) from /proc/<pid>/stat text (the name field may contain spaces)."""
+    fields = text[text.rindex(')') + 2:].split()
+    # fields[0] is field 3 (state): utime, stime, cutime, cstime are fields 14-17
+    return sum(int(v) for v in fields[11:15])
+
+
+def _read_proc():
+    with open('/proc/stat') as f:
+        busy = parse_proc_stat(f.read())
+    with open('/proc/self/stat') as f:
+        own = parse_self_stat(f.read())
+    return busy, own
+
+
+class LoadMonitor:
+    """Samples (label, seconds, total busy jiffies, own jiffies) and judges whether the run was quiet.
+
+    `read()` returns (total busy jiffies, own jiffies) and `clock()` seconds: injectable for tests. Without
+    /proc (not Linux), `available` is False and the run is reported with `reliable: null`.
+    """
+
+    min_window_s = 1.0
+
+    def __init__(self, read=_read_proc, clock=time.monotonic, ticks_per_s=None, limit=OTHERS_CORES_LIMIT):
+        self.read, self.clock, self.limit = read, clock, limit
+        self.ticks = ticks_per_s or os.sysconf('SC_CLK_TCK')
+        self.samples, self.available = [], True
+
+    def sample(self, label):
+        if not self.available:
+            return
+        try:
+            busy, own = self.read()
+        except (OSError, ValueError):
+            self.available = False
+            return
+        self.samples.append({'label': label, 't': self.clock(), 'busy': busy, 'own': own})
+
+    def idle_window(self, label, seconds=2.0):
+        """Two samples `seconds` apart while this process sleeps: what the others use when we do nothing."""
+        self.sample(f'{label} start')
+        time.sleep(seconds)
+        self.sample(f'{label} end')
+
+    def _cores(self, a, b):
+        dt = b['t'] - a['t']
+        if dt <= 0:
+            return None, None
+        others = max(0, (b['busy'] - a['busy']) - (b['own'] - a['own'])) / self.ticks / dt
+        return others, (b['own'] - a['own']) / self.ticks / dt
+
+    def record(self):
+        """{'rule', 'limit_cores', 'windows': [...], 'samples': [...], 'others_cores_mean', 'others_cores_max',
+        'reliable'}."""
+        bounds, start = [], self.samples[0] if self.samples else None
+        for b in self.samples[1:]:
+            if b['t'] - start['t'] >= self.min_window_s:  # jiffies are 10 ms: shorter windows are noise
+                bounds.append((start, b))
+                start = b
+        if self.samples and start is not self.samples[-1]:  # a short tail joins the last window
+            bounds[-1:] = [((bounds[-1][0] if bounds else self.samples[0]), self.samples[-1])]
+        windows = []
+        for a, b in bounds:
+            others, own = self._cores(a, b)
+            if others is not None:
+                windows.append({'from': a['label'], 'to': b['label'], 'seconds': round(b['t'] - a['t'], 3),
+                                'others_cores': round(others, 4), 'own_cores': round(own, 4)})
+        t0 = self.samples[0]['t'] if self.samples else 0.0
+        out = {'rule': RELIABILITY_RULE, 'limit_cores': self.limit, 'windows': windows,
+               'samples': [{'label': x['label'], 't_s': round(x['t'] - t0, 3)} for x in self.samples],
+               'others_cores_mean': None, 'others_cores_max': None, 'reliable': None}
+        if not windows:
+            return out
+        mean, _ = self._cores(self.samples[0], self.samples[-1])
+        worst = max(w['others_cores'] for w in windows)
+        out.update(others_cores_mean=round(mean, 4), others_cores_max=worst,
+                   reliable=bool(mean <= self.limit and worst <= self.limit))
+        return out
+
+
+def start_report(script, args, device, settings):
+    """The report skeleton every benchmark writes, with its load monitor started ('before' idle window)."""
+    monitor = LoadMonitor()
+    monitor.idle_window('before', seconds=getattr(args, 'idle_s', 2.0))
+    report = {'script': script, 'environment': environment(device, args.threads), 'settings': settings}
+    return report, monitor
+
+
+def finish_report(report, monitor, args):
+    """'after' idle window, the load record and `reliable` into the report, then the atomic JSON write."""
+    monitor.idle_window('after', seconds=getattr(args, 'idle_s', 2.0))
+    report['load'] = monitor.record()
+    report['reliable'] = report['load']['reliable']
+    report['load_avg_end'] = load_note()
+    write_json(args.json, report)
+    load = report['load']
+    print(f'\nLoad: other processes used {load["others_cores_mean"]} core on average, {load["others_cores_max"]} '
+          f'at most in a window (limit {load["limit_cores"]}): reliable = {report["reliable"]}')
+    return report
 
 
 def add_common_arguments(parser):
@@ -37,6 +162,8 @@ def add_common_arguments(parser):
     parser.add_argument('--warmup', type=int, default=None, help='untimed calls before each case (default 1)')
     parser.add_argument('--quick', action='store_true',
                         help='tiny sizes and few repeats: checks that every code path runs, numbers mean nothing')
+    parser.add_argument('--idle-s', type=float, default=2.0,
+                        help='seconds of the idle load windows before and after the run (load record)')
     return parser
 
 

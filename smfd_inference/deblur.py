@@ -51,7 +51,9 @@ def collect_inputs(spec, report=None):
     when nothing matches.
     """
     if os.path.isdir(spec):
-        names = sorted(n for n in os.listdir(spec) if os.path.isfile(os.path.join(spec, n)))
+        # a broken symlink stays in the list, so it fails as that file's error instead of vanishing
+        names = sorted(n for n in os.listdir(spec)
+                       if os.path.isfile(os.path.join(spec, n)) or os.path.islink(os.path.join(spec, n)))
         paths = [os.path.join(spec, n) for n in names if n.lower().endswith(MEDIA_EXTENSIONS)]
         others = [n for n in names if not n.lower().endswith(MEDIA_EXTENSIONS) and not n.startswith('.')]
         if others and report is not None:

@@ -18,13 +18,12 @@ says so. Exporter: PyTorch's TorchScript-based one (`dynamo=False`); the torch.e
 import argparse
 import os
 import sys
-import tempfile
 import warnings
 
 import numpy as np
 import torch
 
-from smfd_data.atomic_io import atomic_write_json
+from smfd_data.atomic_io import atomic_write_json, atomic_write_named
 from smfd_data.option_file import read_option
 from smfd_inference.cascade import SMFDCascade
 from smfd_inference.loading import experiment_option
@@ -141,20 +140,15 @@ def export_network(net, path, kind, size=256, opset=17, dynamic_hw=True, num_cla
     def _export(trace_hw, dynamic):
         axes = {0: 'batch', 2: 'height', 3: 'width'} if dynamic else {0: 'batch'}
         example = _example_inputs(input_kind, num_classes, 1, *trace_hw, generator)
-        folder = os.path.dirname(os.path.abspath(path))
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f'.{os.path.basename(path)}.', suffix='.tmp', dir=folder)
-        os.close(fd)
-        try:
+
+        def write_to(tmp):  # atomically, with normal permissions (mkstemp's file is 0600)
             with warnings.catch_warnings():
                 warnings.simplefilter('ignore')  # TracerWarnings about shape → int: handled by the parity check
                 torch.onnx.export(net, example, tmp, dynamo=False, opset_version=opset, input_names=input_names,
                                   output_names=[output_name], do_constant_folding=True,
                                   dynamic_axes={n: axes for n in input_names + [output_name]})
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+
+        atomic_write_named(path, write_to)
         sets = [_example_inputs(input_kind, num_classes, b, h, w, generator)
                 for b, (h, w) in zip([2, 1, 3], check_sizes if dynamic else [(size, size)] * 2)]
         return onnx_parity(net, path, sets)

@@ -36,8 +36,7 @@ NAN_GUARD_DEFAULTS = {'max_consecutive_skips': 10, 'max_abs_weight': 1e4}
 
 def parse_nan_guard_options(section, where='train.nan_guard'):
     """`train.nan_guard` with defaults: `{'max_consecutive_skips': int >= 1, 'max_abs_weight': float > 0 or None}`."""
-    if section is None:
-        section = {}
+    section = {} if section is None else section
     if not isinstance(section, dict):
         raise ValueError(f'{where}: expected a mapping (max_consecutive_skips, max_abs_weight), got {section!r}')
     unknown = sorted(set(section) - set(NAN_GUARD_DEFAULTS))

@@ -36,7 +36,7 @@ TINY_STEP_NETS = {
     'SMFDModel': {'type': 'SMFDUNet', 'encoder_widths': [4, 8, 8, 8], 'bottleneck_width': 8,
                   'decoder_widths': [8, 8, 8, 8], 'final_width': 8, 'dense_layers': 1, 'head_channels': 8},
     'SMFDMaskGeneratorModel': {'type': 'MaskGenerator', 'in_channels': 3, 'num_classes': 5,
-                               'encoder_widths': [4, 8, 8], 'decoder_widths': [8, 8, 8], 'final_width': 8,
+                               'encoder_widths': [4, 8, 8, 8], 'decoder_widths': [8, 8, 8], 'final_width': 8,
                                'dense_layers': 1, 'head_channels': 8},
 }
 

@@ -21,10 +21,9 @@ REFERENCE = 'attention_pixelshuffle.yml'
 
 
 def read(name):
-    import yaml
-    from basicsr.utils.options import ordered_yaml
-    with open(os.path.join(ROOT, 'options', 'ablations', name)) as f:
-        return yaml.load(f, Loader=ordered_yaml()[0])
+    """Read as BasicSR's entries do (the plugin's one YAML reader)."""
+    from smfd_data.option_file import read_option
+    return read_option(os.path.join(ROOT, 'options', 'ablations', name))
 
 
 def n_params(network_opt):

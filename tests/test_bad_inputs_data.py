@@ -387,3 +387,23 @@ def test_interrupted_lmdb_write_keeps_the_old_lmdb_or_rebuilds(tmp_path, monkeyp
     assert write_lmdb(path, {'a': str(a)}) is True  # the rerun sees the changed source and rebuilds
     assert int(read_lmdb_image(path, 'a')[0, 0, 0]) == 2
     assert sorted(n for n in os.listdir(tmp_path) if n.endswith('.lmdb')) == ['x.lmdb']
+
+
+def test_onnx_export_gets_umask_permissions_and_leaves_no_temporary(tmp_path):
+    """The ONNX exporter writes through a file name: its temporary used to keep mkstemp's 0600."""
+    import torch
+
+    from smfd_arch import MaskGenerator
+    from smfd_inference.onnx import export_network
+    from tests.helpers import TINY_MASK
+    torch.manual_seed(0)
+    old = os.umask(0o022)
+    atomic_io._default_mode.cache_clear()
+    try:
+        result = export_network(MaskGenerator(**TINY_MASK).eval(), tmp_path / 'mask.onnx', 'mask_generator', size=16,
+                                dynamic_hw=False)
+    finally:
+        os.umask(old)
+        atomic_io._default_mode.cache_clear()
+    assert result['parity_ok'] and _mode(tmp_path / 'mask.onnx') == 0o644
+    assert os.listdir(tmp_path) == ['mask.onnx']

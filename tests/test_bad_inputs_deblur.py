@@ -355,3 +355,13 @@ def test_untrained_weights_are_not_picked_as_trained(tmp_path, capsys):
                               '--device', 'cpu'])
     assert code == deblur.EXIT_USAGE and not (tmp_path / 'out' / 'a.png').exists()
     assert 'demo_smfd/models/net_g_latest.pth: not used as a default: its run never trained' in err
+
+
+def test_broken_symlink_in_a_folder_is_a_failed_input_not_a_silent_skip(tmp_path, capsys, exp_dir):
+    folder = _folder_with(tmp_path, 'kept.txt', b'not an image')
+    os.symlink(tmp_path / 'gone.png', folder / 'link.png')
+    code, err = _run(capsys, ['-i', str(folder), '-o', str(tmp_path / 'out'), '--experiments-dir', exp_dir,
+                              '--device', 'cpu'])
+    assert code == deblur.EXIT_SOME_FAILED
+    assert len([line for line in err.splitlines() if f'skipped {folder / "link.png"}' in line]) == 1, err
+    assert 'wrote 1 of 2 image(s)' in err

@@ -125,6 +125,7 @@ TRAIN_CASES = [
     ('path_list', 'path', [1], 'option path: expected a mapping, got list [1]'),
     ('misspelt_val', 'vall', {'val_freq': 2}, "option vall: unknown option; did you mean 'val'?"),
     ('mask_source_bad', 'mask_source', 'dataset', "option 'mask_source': 'dataset' is not valid"),
+    ('scale_missing', 'scale', DELETE, 'option scale: missing (PairedImageDataset of datasets.train reads it'),
 ]
 
 

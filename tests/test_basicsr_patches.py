@@ -6,6 +6,8 @@ import sys
 import sysconfig
 import types
 
+import cv2
+import numpy as np
 import pytest
 import torch
 
@@ -153,6 +155,7 @@ def _refused(monkeypatch, tmp_path, text, *extra, is_train=True):
 
 TRAIN_OPT = f"""name: x
 model_type: SRModel
+scale: 1
 num_gpu: 0
 datasets:
   train: {{type: PairedImageDataset, dataroot_gt: {REPO}, dataroot_lq: {REPO}, batch_size_per_gpu: 2}}
@@ -198,6 +201,7 @@ def test_force_yml_mistakes_are_one_line(tmp_path, monkeypatch, entry, expected)
 
 @pytest.mark.parametrize('old, new, expected', [
     (f'dataroot_gt: {REPO}, ', '', 'option datasets.train.dataroot_gt: missing'),  # issue 14 item 10
+    ('scale: 1\n', '', 'option scale: missing (PairedImageDataset of datasets.train reads it'),
     ('total_iter: 4', 'total_iter: 0', 'option train.total_iter: must be >= 1, got 0'),  # issue 14 item 5
     ('total_iter: 4', 'total_iter: -3', 'option train.total_iter: must be >= 1, got -3'),
     ('total_iter: 4', 'total_iter: 4.5', 'option train.total_iter: expected an integer, got float 4.5'),
@@ -224,26 +228,52 @@ def test_test_entry_needs_val_save_img(tmp_path, monkeypatch):
     assert opt['datasets']['test_1']['phase'] == 'test'
 
 
-def test_test_entry_without_lpips_weights_refuses_before_any_work(tmp_path, monkeypatch):
-    """Offline without LPIPS' backbone weights, `basicsr/test.py` used to stop at the first image (issue 14)."""
+@pytest.fixture()
+def offline_lpips(tmp_path, monkeypatch):
+    """No LPIPS backbone in the torch hub cache and no network (an air-gapped cluster)."""
     import urllib.error
 
     import lpips
 
     from smfd_models import metrics
-    monkeypatch.setattr(torch.hub, 'get_dir', lambda: str(tmp_path / 'hub'))  # an empty cache
+    monkeypatch.setattr(torch.hub, 'get_dir', lambda: str(tmp_path / 'hub'))
 
     def offline(*args, **kwargs):
         raise urllib.error.URLError('[Errno -3] Temporary failure in name resolution')
 
     monkeypatch.setattr(lpips, 'LPIPS', offline)
     monkeypatch.setattr(metrics, '_LPIPS_MODELS', {})
-    text = TRAIN_OPT.replace('  train: {type', '  test_1: {type') + (
-        'val:\n  save_img: false\n  metrics:\n    psnr: {type: calculate_psnr, crop_border: 0}\n'
-        '    lpips: {type: smfd_lpips, net: alex}\n')
-    message = _refused(monkeypatch, tmp_path, text, is_train=False)
+
+
+LPIPS_VAL = ('val:\n  val_freq: 2\n  save_img: false\n  metrics:\n    psnr: {type: calculate_psnr, crop_border: 0}\n'
+             '    lpips: {type: smfd_lpips, net: alex}\n')
+
+
+def test_training_without_lpips_weights_refuses_before_any_work(tmp_path, monkeypatch, offline_lpips):
+    message = _refused(monkeypatch, tmp_path, TRAIN_OPT + LPIPS_VAL)
     assert 'option val.metrics.lpips: LPIPS unavailable (the ImageNet weights of the LPIPS backbone' in message
     assert 'alexnet-owt-7be5be79.pth' in message and 'remove val.metrics.lpips' in message
-    opt, _ = _parse(monkeypatch, tmp_path, text.replace("net: alex}", "net: alex, pretrained_backbone: false}"),
-                    is_train=False)  # nothing to download: accepted
-    assert opt['val']['metrics']['lpips']['pretrained_backbone'] is False
+
+
+def test_test_entry_without_lpips_weights_goes_on_with_the_other_metrics(tmp_path, monkeypatch, capsys,
+                                                                         offline_lpips):
+    """Offline without LPIPS' backbone, `basicsr/test.py` used to stop at the first image, losing every metric."""
+    import basicsr.test
+    text = TRAIN_OPT.replace('  train: {type', '  test_1: {name: t, io_backend: {type: disk}, type') + LPIPS_VAL
+    data = tmp_path / 'data'
+    data.mkdir()
+    cv2.imwrite(str(data / '000.png'), np.full((16, 16, 3), 100, np.uint8))
+    text = text.replace(f'dataroot_gt: {REPO}, dataroot_lq: {REPO}', f'dataroot_gt: {data}, dataroot_lq: {data}')
+    text = text.replace('network_g: {type: SMFDUNet}', 'network_g: {type: SMFDUNet, use_mask: false, encoder_widths: '
+                        '[4, 8], bottleneck_width: 8, decoder_widths: [8, 4], final_width: 4, dense_layers: 1, '
+                        'growth: 2, head_channels: 4}')
+    opt_file = tmp_path / 'opt.yml'
+    opt_file.write_text(text)
+    monkeypatch.setattr(sys, 'argv', ['test.py', '-opt', str(opt_file)])
+    monkeypatch.chdir(tmp_path)
+    basicsr.test.test_pipeline(sysconfig.get_paths()['purelib'])
+    err = capsys.readouterr().err
+    assert f'test.py: warning: {opt_file}: val.metrics.lpips: unavailable (the ImageNet weights' in err
+    assert 'the other metrics go on without it' in err and 'Traceback' not in err
+    log = ''.join(p.read_text() for p in (tmp_path / 'results' / 'x').glob('test_x_*.log'))
+    assert '# psnr: ' in log and '# lpips' not in log

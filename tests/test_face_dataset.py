@@ -521,3 +521,22 @@ def test_val_and_test_default_to_distinct_seeds_and_the_log_names_the_seed(faces
     assert 'fixed [test]: 4 images, degradation seed 7 (option seed)' in log
     assert 'my_train [train]: 4 images, degradation drawn per load from the worker seed' in log
     assert train.seed == 0
+
+
+def test_degrade_once_fixes_each_images_blur_while_augmentation_stays_per_load(faces):
+    """The thesis' one generated blurred set (§3.4), augmented in real time (§3.4.6.1)."""
+    augment = {'rotation': 30, 'hflip': True}
+    once = SMFDFaceDataset(dataset_opt(faces, deterministic=False, degrade_once=True, augment=augment))
+    fresh = SMFDFaceDataset(dataset_opt(faces, deterministic=False, augment=augment))
+    torch.manual_seed(0)
+    first, second = once[1], once[1]
+    assert first['degradation'] == second['degradation']  # same blur for image 1 on every load
+    assert not torch.equal(first['gt'], second['gt'])  # ... but a new augmentation each time
+    assert fresh[1]['degradation'] != fresh[1]['degradation']
+    assert once[1]['degradation'] != once[2]['degradation']
+    # Without augmentation the sample is the deterministic (frozen-set) sample of the same seed, bit for bit.
+    plain_once = SMFDFaceDataset(dataset_opt(faces, deterministic=False, degrade_once=True, augment=False))
+    frozen = SMFDFaceDataset(dataset_opt(faces, augment=False))
+    assert sample_digest(plain_once[2]) == sample_digest(frozen[2])
+    with pytest.raises(ValueError, match='degrade_once and degrade_on_device'):
+        SMFDFaceDataset(dataset_opt(faces, degrade_once=True, degrade_on_device=True))

@@ -327,10 +327,9 @@ OPTION_FILES = sorted(glob.glob(os.path.join(os.path.dirname(os.path.dirname(__f
 
 
 def read_option_file(path):
-    import yaml
-    from basicsr.utils.options import ordered_yaml
-    with open(path) as f:
-        return yaml.load(f, Loader=ordered_yaml()[0])
+    """Read as BasicSR's entries do (the plugin's one YAML reader)."""
+    from smfd_data.option_file import read_option as read_yaml
+    return read_yaml(path)
 
 
 @pytest.mark.parametrize('path', OPTION_FILES, ids=lambda p: os.path.relpath(p, os.path.dirname(os.path.dirname(p))))

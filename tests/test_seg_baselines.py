@@ -209,10 +209,9 @@ def test_wrong_input_is_a_clear_error():
 
 # ---- registry and option files ----
 def read_option(path):
-    import yaml
-    from basicsr.utils.options import ordered_yaml
-    with open(path) as f:
-        return yaml.load(f, Loader=ordered_yaml()[0])
+    """Read as BasicSR's entries do (the plugin's one YAML reader)."""
+    from smfd_data.option_file import read_option as read_yaml
+    return read_yaml(path)
 
 
 @pytest.mark.parametrize('fname, name', [('train_unet_baseline.yml', 'UNet'),

@@ -125,6 +125,13 @@ def test_refusals_name_the_upload_and_write_nothing(page, tmp_path):
     (tmp_path / 'heavy.png').write_bytes(b'\0' * 60_000)  # > 0.05 MB
     with pytest.raises(web.UploadRefused, match=r'heavy.png is 0.0572 MB; the limit is 0.05 MB \(--max-upload-mb\)'):
         page.restore(str(tmp_path / 'heavy.png'))
+    (tmp_path / 'empty.jpg').write_bytes(b'')
+    with pytest.raises(web.UploadRefused, match=r'^Refused: empty.jpg: empty file \(0 bytes\)'):
+        page.restore(str(tmp_path / 'empty.jpg'))
+    whole = open(_photo(tmp_path / 'whole.png'), 'rb').read()
+    (tmp_path / 'cut.png').write_bytes(whole[:len(whole) // 2])
+    with pytest.raises(web.UploadRefused, match=r'^Refused: cut.png: truncated or corrupt PNG'):
+        page.restore(str(tmp_path / 'cut.png'))
     with pytest.raises(web.UploadRefused, match='no photo uploaded'):
         page.restore(None)
     photo = _photo(tmp_path / 'face.png')
@@ -168,6 +175,21 @@ def test_upload_names_cannot_leave_the_output_folder(page, tmp_path):
     assert web._safe_stem('/a/../../etc/passwd') == 'passwd'
     assert web._safe_stem('a/..') == web._safe_stem('') == 'upload'
     np.testing.assert_array_equal(read_image(result).shape, (40, 30, 3))
+
+
+def test_command_line_errors_exit_2_before_serving(tmp_path, monkeypatch, capsys):
+    for name in ('GRADIO_TEMP_DIR', 'GRADIO_ANALYTICS_ENABLED', 'MPLCONFIGDIR'):  # main() sets them: undo after
+        monkeypatch.setenv(name, os.environ.get(name, ''))
+    assert web.main(['--port', '-1']) == 2
+    assert '--port must be >= 0' in capsys.readouterr().err
+    out = tmp_path / 'out'
+    assert web.main(['-o', str(out), '--experiments-dir', str(tmp_path / 'none'), '--device', 'cpu']) == 2
+    err = capsys.readouterr().err
+    assert 'smfd-web: error: no SMFD-UNet weights given' in err and 'make demo' in err
+    assert os.environ['GRADIO_TEMP_DIR'] == str(out / '.gradio')
+    assert _files_under(out) == []  # only the (empty) Gradio folder was made
+    with open(os.path.join(os.path.dirname(os.path.dirname(web.__file__)), 'setup.py')) as f:
+        assert "'smfd-web=smfd_inference.web:main'" in f.read()  # the console entry runs this main
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -261,7 +283,22 @@ def test_page_in_headless_chromium(experiments, tmp_path):
                 assert response.read() == (out / 'results' / results[0]).read_bytes()
             tab.screenshot(path=str(tmp_path / 'page.png'), full_page=True)
 
+            labels19 = np.zeros((40, 30), np.uint8)  # a CelebAMask-HQ map: skin, hair on top
+            labels19[5:35, 5:25], labels19[:5] = 1, 13
+            cv2.imwrite(str(tmp_path / 'mask.png'), labels19)
+            tab.set_input_files('#mask input[type=file]', str(tmp_path / 'mask.png'))
+            tab.wait_for_selector('#mask a[download="mask.png"]')
             tab.click('#photo button[aria-label="Clear"]')
+            assert 'mask: uploaded' in deblur_upload(photo)
+            mask_src = tab.eval_on_selector('#mask_out img', 'e => e.decode().then(() => e.src)')
+            with urllib.request.urlopen(mask_src) as response:
+                shown = cv2.imdecode(np.frombuffer(response.read(), np.uint8), cv2.IMREAD_COLOR)[..., ::-1]
+            np.testing.assert_array_equal(shown, colorize(group_labels(labels19), num_classes=5))
+            tab.click('#mask button[aria-label="Clear"]')
+            results = _files_under(out / 'results')
+            assert len(results) == 2
+
+            tab.click('#photo button[aria-label="Clear"]')  # a refusal clears the pictures of the last run
             assert deblur_upload(tmp_path / 'notes.txt').startswith('Refused: notes.txt: cannot decode the image')
             assert tab.query_selector('#output img') is None
             tab.click('#photo button[aria-label="Clear"]')
