@@ -216,6 +216,20 @@ class PostProcess(nn.Module):
         return f'contrast={self.contrast}, brightness={self.brightness}'
 
 
+def gray_input(x, in_channels, owner):
+    """Check that `x` is a (B,C,H,W) batch for a network of `in_channels` inputs; with in_channels=1 an RGB batch
+    becomes gray (BT.601), so a cascade can feed the segmentation networks the RGB blurry image (§3.4.2)."""
+    if x.dim() != 4:
+        raise ValueError(f'{owner}: expected a (B,C,H,W) tensor, got shape {tuple(x.shape)}')
+    if x.shape[1] == 3 and in_channels == 1:
+        r, g, b = BT601
+        x = r * x[:, 0:1] + g * x[:, 1:2] + b * x[:, 2:3]
+    if x.shape[1] != in_channels:
+        raise ValueError(f'{owner}: expected {in_channels} input channels'
+                         f'{" (or 3, converted to gray)" if in_channels == 1 else ""}, got {x.shape[1]}')
+    return x
+
+
 def pad_to_multiple(x, multiple):
     """Pad the bottom/right of a BCHW tensor so H and W are multiples of `multiple`.
 

@@ -326,6 +326,8 @@ def test_mask_generator_decoder_must_have_one_stage_fewer_than_the_encoder():
 def test_mask_generator_rejects_wrong_channels():
     with pytest.raises(ValueError, match='expected 1 input channels'):
         MaskGenerator(**TINY_GEN)(torch.rand(1, 2, 16, 16))
+    with pytest.raises(ValueError, match=re.escape('MaskGenerator: expected a (B,C,H,W) tensor, got shape (3, 16')):
+        MaskGenerator(**TINY_GEN)(torch.rand(3, 16, 16))
 
 
 # ---- blocks ----
