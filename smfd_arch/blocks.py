@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# ITU-R BT.601 luma weights, the usual RGB → gray conversion (OpenCV, PIL). Here, not in an *_arch module: the
-# registering modules import each other while BasicSR's registry import runs the start-up hook (circular import).
-BT601 = (0.299, 0.587, 0.114)
+# ITU-R BT.601 luma weights, defined once with the image IO; re-exported here, not from an *_arch module, since
+# the registering modules import each other while BasicSR's registry import runs the start-up hook.
+from smfd_data.image_io import BT601  # noqa: F401
 
 UPSAMPLE_KINDS = ('pixelshuffle', 'transpose', 'bilinear')
 UPSAMPLE_CHANNELS = ('stage', 'input')
