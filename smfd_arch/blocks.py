@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# ITU-R BT.601 luma weights, the usual RGB → gray conversion (OpenCV, PIL). Here, not in an *_arch module: the
-# registering modules import each other while BasicSR's registry import runs the start-up hook (circular import).
-BT601 = (0.299, 0.587, 0.114)
+# ITU-R BT.601 luma weights, defined once with the image IO; re-exported here, not from an *_arch module, since
+# the registering modules import each other while BasicSR's registry import runs the start-up hook.
+from smfd_data.image_io import BT601  # noqa: F401
 
 UPSAMPLE_KINDS = ('pixelshuffle', 'transpose', 'bilinear')
 UPSAMPLE_CHANNELS = ('stage', 'input')
@@ -71,6 +71,29 @@ class RDCBlock(nn.Module):
         self.residual = nn.Conv2d(in_channels, out_channels, 1)
 
     def forward(self, x):
+        """The same function as `forward_reference`, without concatenating x: a convolution of
+        concat(x, x1, ...) is the sum of convolutions of x and of concat(x1, ...) with the matching weight slices.
+        x's share of every dense layer is one convolution (cin → L·g), and x's share of the 1×1 fusion and the
+        1×1 residual are one 1×1 convolution with the summed weights. Only the growth features (g channels each)
+        are ever concatenated; the parameters (and checkpoints) are those of the plain layout."""
+        cin = self.residual.in_channels
+        convs = [layer[0] for layer in self.dense]
+        g = convs[0].out_channels
+        shared = F.conv2d(x, torch.cat([c.weight[:, :cin] for c in convs]), torch.cat([c.bias for c in convs]),
+                          padding=convs[0].padding)
+        features = []
+        for i, (conv, bn, relu) in enumerate(self.dense):
+            z = shared[:, i * g:(i + 1) * g]
+            if i:
+                grown = features[0] if i == 1 else torch.cat(features, dim=1)
+                z = z + F.conv2d(grown, conv.weight[:, cin:], None, padding=conv.padding)
+            features.append(relu(bn(z)))
+        out = F.conv2d(x, self.fuse.weight[:, :cin] + self.residual.weight, self.fuse.bias + self.residual.bias)
+        grown = features[0] if len(features) == 1 else torch.cat(features, dim=1)
+        return F.relu_(out.add_(F.conv2d(grown, self.fuse.weight[:, cin:])))
+
+    def forward_reference(self, x):
+        """§3.4.3.1 as written: dense layers on the running concatenation, 1×1 fusion + 1×1 residual, ReLU."""
         features = [x]
         for layer in self.dense:
             features.append(layer(torch.cat(features, dim=1)))
@@ -93,9 +116,12 @@ class CBAM(nn.Module):
         self.spatial = nn.Conv2d(2, 1, 7, padding=3)
 
     def forward(self, x):
-        avg = F.adaptive_avg_pool2d(x, 1)
-        peak = F.adaptive_max_pool2d(x, 1)
-        x = x * torch.sigmoid(self.mlp(avg) + self.mlp(peak))
+        # amax over H, W instead of adaptive_max_pool2d (which also computes argmax indices); the shared MLP runs
+        # once on the two pooled vectors stacked along the batch axis.
+        b = x.shape[0]
+        pooled = torch.cat([x.mean(dim=(2, 3), keepdim=True), x.amax(dim=(2, 3), keepdim=True)], dim=0)
+        gate = self.mlp(pooled)
+        x = x * torch.sigmoid(gate[:b] + gate[b:])
         pooled = torch.cat([x.mean(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)], dim=1)
         return x * torch.sigmoid(self.spatial(pooled))
 
@@ -182,11 +208,26 @@ class PostProcess(nn.Module):
         self.brightness = float(brightness)
 
     def forward(self, y):
+        # (y − μ)·c + μ + b = y·c + (μ·(1 − c) + b): one pass over the image (the offset is one number per image)
         mu = y.mean(dim=(1, 2, 3), keepdim=True)
-        return (y - mu) * self.contrast + mu + self.brightness
+        return torch.add(mu * (1.0 - self.contrast) + self.brightness, y, alpha=self.contrast)
 
     def extra_repr(self):
         return f'contrast={self.contrast}, brightness={self.brightness}'
+
+
+def gray_input(x, in_channels, owner):
+    """Check that `x` is a (B,C,H,W) batch for a network of `in_channels` inputs; with in_channels=1 an RGB batch
+    becomes gray (BT.601), so a cascade can feed the segmentation networks the RGB blurry image (§3.4.2)."""
+    if x.dim() != 4:
+        raise ValueError(f'{owner}: expected a (B,C,H,W) tensor, got shape {tuple(x.shape)}')
+    if x.shape[1] == 3 and in_channels == 1:
+        r, g, b = BT601
+        x = r * x[:, 0:1] + g * x[:, 1:2] + b * x[:, 2:3]
+    if x.shape[1] != in_channels:
+        raise ValueError(f'{owner}: expected {in_channels} input channels'
+                         f'{" (or 3, converted to gray)" if in_channels == 1 else ""}, got {x.shape[1]}')
+    return x
 
 
 def pad_to_multiple(x, multiple):

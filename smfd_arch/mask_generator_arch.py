@@ -13,7 +13,6 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
 from smfd_arch.blocks import (
-    BT601,
     UPSAMPLE_CHANNELS,
     AttentionDecoder,
     AttentionUpsample,
@@ -22,6 +21,7 @@ from smfd_arch.blocks import (
     check_choice,
     check_positive_int,
     crop_to,
+    gray_input,
     growth_for,
     pad_to_multiple,
 )
@@ -97,14 +97,6 @@ class MaskGenerator(nn.Module):
         self.size_multiple = 2 ** levels
 
     def forward(self, x):
-        if x.dim() != 4:
-            raise ValueError(f'MaskGenerator: expected a (B,C,H,W) tensor, got shape {tuple(x.shape)}')
-        if x.shape[1] == 3 and self.in_channels == 1:
-            r, g, b = BT601
-            x = r * x[:, 0:1] + g * x[:, 1:2] + b * x[:, 2:3]
-        if x.shape[1] != self.in_channels:
-            raise ValueError(f'MaskGenerator: expected {self.in_channels} input channels'
-                             f'{" (or 3, converted to gray)" if self.in_channels == 1 else ""}, got {x.shape[1]}')
-        padded, size = pad_to_multiple(x, self.size_multiple)
+        padded, size = pad_to_multiple(gray_input(x, self.in_channels, 'MaskGenerator'), self.size_multiple)
         bottom, skips = self.encoder([padded])
         return crop_to(self.final(self.decoder(bottom, skips[1:]), skips[0]), size)

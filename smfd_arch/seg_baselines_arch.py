@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
-from smfd_arch.blocks import BT601, check_choice, check_positive_int, check_widths, crop_to, pad_to_multiple
+from smfd_arch.blocks import check_choice, check_positive_int, check_widths, crop_to, gray_input, pad_to_multiple
 
 SEG_UPSAMPLE_KINDS = ('bilinear', 'nearest', 'transpose')
 STANDARD_WIDTHS = (64, 128, 256, 512, 1024)  # Ronneberger et al. 2015, Fig. 1; UNet++ with the same backbone
@@ -88,15 +88,7 @@ class _GraySegmentationNet(nn.Module):
     label = 'SegmentationNet'  # the name in error messages
 
     def _prepare(self, x):
-        if x.dim() != 4:
-            raise ValueError(f'{self.label}: expected a (B,C,H,W) tensor, got shape {tuple(x.shape)}')
-        if x.shape[1] == 3 and self.in_channels == 1:
-            r, g, b = BT601
-            x = r * x[:, 0:1] + g * x[:, 1:2] + b * x[:, 2:3]
-        if x.shape[1] != self.in_channels:
-            raise ValueError(f'{self.label}: expected {self.in_channels} input channels'
-                             f'{" (or 3, converted to gray)" if self.in_channels == 1 else ""}, got {x.shape[1]}')
-        return pad_to_multiple(x, self.size_multiple)
+        return pad_to_multiple(gray_input(x, self.in_channels, self.label), self.size_multiple)
 
 
 @ARCH_REGISTRY.register()

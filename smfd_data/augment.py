@@ -22,8 +22,8 @@ from dataclasses import dataclass, fields
 import cv2
 import numpy as np
 
-# (gray) luma weights of ITU-R BT.601, also used for the gray mask-generator input (§3.4.2)
-BT601 = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+from smfd_data.image_io import BT601
+
 # The one fill rule of the geometric warp, for the image and the labels alike (see the module docstring).
 FILL_BORDER = cv2.BORDER_REFLECT_101
 
@@ -177,7 +177,7 @@ def apply_photometric(img, params, reference=None):
         return img
     img = img * np.float32(params['brightness'])
     reference = img if reference is None else reference * np.float32(params['brightness'])
-    mean = np.float32((reference.reshape(-1, 3) @ BT601).mean())
+    mean = np.float32((reference.reshape(-1, 3) @ np.asarray(BT601, dtype=np.float32)).mean())
     img = (img - mean) * np.float32(params['contrast']) + mean
     return np.clip(img, 0.0, 1.0).astype(np.float32)
 

@@ -46,7 +46,7 @@ from smfd_eval.methods import (
     smfd_methods,
     unavailable,
 )
-from smfd_eval.metric_suite import MetricSuite, _mean
+from smfd_eval.metric_suite import MetricSuite, mean_over_images
 from smfd_eval.report import COLUMNS, PER_IMAGE, benchmark_grid, is_number, write_reports
 from smfd_inference.loading import InferenceError, resolve_device
 from smfd_models.checkpoint import WeightsUnavailable
@@ -101,7 +101,7 @@ def evaluate(testset, methods, out_dir, device='cpu', batch=8, offline=False, sk
             elif key in suite.reasons:
                 row[key] = unavailable(suite.reasons[key])
             else:
-                row[key] = _mean([p.get(key) for p in per_image])
+                row[key] = mean_over_images([p.get(key) for p in per_image])
         row['fid'] = suite.fid(gt_dir, folder) if len(samples) >= 2 else unavailable('needs at least 2 images')
         row['params'], row['gmacs'] = method.cost(samples[0])
         row['ms_per_face'] = NOT_APPLICABLE if seconds is None else 1000.0 * seconds / len(samples)

@@ -75,7 +75,7 @@ def load_inception(device='cpu', pretrained=True):
             f'{os.path.abspath(inception_module.LOCAL_FID_WEIGHTS)}.') from err
 
 
-def list_images(folder):
+def image_paths(folder):
     """Sorted image paths of ``folder`` (not recursive); FileNotFoundError if it is missing or has no images."""
     paths = [os.path.join(folder, name) for name in list_image_names(folder).values()]
     if not paths:
@@ -97,7 +97,7 @@ def _batches(paths, batch_size):
 
 def folder_features(folder, inception, batch_size=16, device='cpu'):
     """(N, 2048) float64 Inception features of the images in ``folder``."""
-    paths = list_images(folder)
+    paths = image_paths(folder)
     num_batches = (len(paths) + batch_size - 1) // batch_size
     features = extract_inception_features(_batches(paths, batch_size), inception, num_batches, device=device)
     return features.numpy().astype(np.float64)

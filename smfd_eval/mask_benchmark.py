@@ -34,7 +34,7 @@ from smfd_data.face_labels import NUM_CELEBAMASK_CLASSES, grouping_lut
 from smfd_data.image_io import write_image
 from smfd_data.option_file import read_option
 from smfd_eval.benchmark import load_testset
-from smfd_eval.methods import NOT_APPLICABLE, _MacsProbe, parse_spec, unavailable
+from smfd_eval.methods import NOT_APPLICABLE, MacsProbe, parse_spec, split_option_and_checkpoint, unavailable
 from smfd_eval.timing import count_macs
 from smfd_inference.loading import InferenceError, build_network, network_option, resolve_device
 from smfd_inference.restorer import images_to_batch
@@ -68,13 +68,7 @@ def load_net(text, device):
     name, target, options = parse_spec(text, '--net')
     if options:
         raise ValueError(f'--net {name}: no options are taken, got {sorted(options)}')
-    for ext in ('.yml:', '.yaml:'):
-        if ext in target:
-            opt_path, ckpt = target.split(ext, 1)
-            opt_path += ext[:-1]
-            break
-    else:
-        raise ValueError(f'--net {name}: expected OPTION.yml:CHECKPOINT.pth, got {target!r}')
+    opt_path, ckpt = split_option_and_checkpoint(target, f'--net {name}')
     net_opt = network_option(read_option(opt_path), 'network_g', opt_path)
     return name, net_opt['type'], SegNet(build_network(net_opt, ckpt, 'auto', device)).eval()
 
@@ -96,7 +90,7 @@ def predict(net, samples, device, batch=8):
 
 def net_cost(net, h, w, device):
     params = count_parameters(net)
-    result = count_macs(_MacsProbe(net).eval(), (torch.rand(1, 3, h, w, device=device), ))
+    result = count_macs(MacsProbe(net).eval(), (torch.rand(1, 3, h, w, device=device), ))
     gmacs = float(result['gmacs']) if 'gmacs' in result else unavailable(f'fvcore: {result["error"][:120]}')
     return params, params + 2 * count_bn_channels(net), gmacs
 

@@ -184,7 +184,7 @@ class _ArchWrapper(torch.nn.Module):
         return self.restore(x, mask)[0]
 
 
-class _MacsProbe(torch.nn.Module):
+class MacsProbe(torch.nn.Module):
     """The restorer's tensor output only (fvcore traces modules returning tensors)."""
 
     def __init__(self, module):
@@ -203,7 +203,7 @@ def count_gmacs(module, h, w, with_mask, num_classes):
         inputs += (torch.randint(0, num_classes, (1, h, w), device=device), )
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')  # fvcore's tracer and deprecation chatter
-        result = count_macs(_MacsProbe(module).eval(), inputs)
+        result = count_macs(MacsProbe(module).eval(), inputs)
     if 'error' in result:
         return unavailable(f'fvcore: {result["error"][:120]}')
     return float(result['gmacs'])
@@ -275,17 +275,20 @@ def smfd_method(text, device, experiments_dir='experiments'):
     return SMFDMethod(name, cascade, mask_source)
 
 
+def split_option_and_checkpoint(target, flag):
+    """``OPTION.yml:CHECKPOINT.pth`` → ``(option path, checkpoint path)``; the error names ``flag``."""
+    for ext in ('.yml:', '.yaml:'):
+        if ext in target:
+            opt_path, ckpt = target.split(ext, 1)
+            return opt_path + ext[:-1], ckpt
+    raise ValueError(f'{flag}: expected OPTION.yml:CHECKPOINT.pth, got {target!r}')
+
+
 def basicsr_method(text, device):
     """``NAME=ARCH.yml:CKPT.pth[,range=0:1|-1:1][,size=S][,param_key=K]`` → BasicSRMethod."""
     name, target, options = parse_spec(text, '--basicsr')
     _check_options('--basicsr', name, options, ('range', 'size', 'param_key'))
-    for ext in ('.yml:', '.yaml:'):
-        if ext in target:
-            arch_yaml, ckpt = target.split(ext, 1)
-            arch_yaml += ext[:-1]
-            break
-    else:
-        raise ValueError(f'--basicsr {name}: expected ARCH_YAML:CHECKPOINT, got {target!r}')
+    arch_yaml, ckpt = split_option_and_checkpoint(target, f'--basicsr {name}')
     opt = read_option(arch_yaml)
     net_opt = opt['network_g'] if 'network_g' in opt else opt
     if options.get('range', '0:1') not in ('0:1', '-1:1'):

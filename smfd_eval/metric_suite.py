@@ -89,7 +89,7 @@ class MetricSuite:
             return unavailable(self.reasons['fid'])
 
 
-def _mean(values):
+def mean_over_images(values):
     """Mean over images; None/NaN (an empty mask region) are left out, +inf (identical images) is kept."""
     kept = [v for v in values if v is not None and not np.isnan(v)]
     return float(np.mean(kept)) if kept else None

@@ -9,8 +9,18 @@ import torch
 from smfd_inference.face_helper import alignment_matrix, center_face, detect_faces, paste_face, warp_face
 
 
-def images_to_batch(images, device):
-    return torch.from_numpy(np.stack([np.ascontiguousarray(i.transpose(2, 0, 1)) for i in images])).float().to(device)
+def images_to_batch(images, device, channels_last=None):
+    """Stack float RGB HWC images into a (B,3,H,W) float32 batch on `device`.
+
+    `channels_last` (default: on CPU) keeps the images' own NHWC memory layout (a permuted view, no copy): the
+    networks' oneDNN convolutions then run channels_last, which was faster than NCHW for eager fp32 on CPU
+    (not on CUDA). The values are the same either way; only the memory format differs.
+    """
+    device = torch.device(device)
+    if channels_last is None:
+        channels_last = device.type == 'cpu'
+    batch = torch.from_numpy(np.stack(images).astype(np.float32, copy=False)).permute(0, 3, 1, 2)
+    return batch.to(device) if channels_last else batch.contiguous().to(device)
 
 
 @torch.no_grad()
