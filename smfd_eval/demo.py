@@ -10,7 +10,7 @@ Stages (each skipped when its outputs exist, unless --force; a stage that runs m
 4. train_mask python -m basicsr.train -opt options/demo/train_mask_generator_demo.yml   (BasicSR's own entry)
 5. train_smfd python -m basicsr.train -opt options/demo/train_smfd_demo.yml
 6. train_nomask python -m basicsr.train -opt options/demo/train_smfd_nomask_demo.yml  (Table 4.3's first row)
-              (4–6 run at the same time, --jobs processes of one thread each: small convolutions use two
+              (4–6 run at the same time, --jobs processes, one per core: small convolutions use two
               single-threaded processes better than one process with two threads)
 7. basicsr_test python -m basicsr.test -opt options/demo/test_smfd_demo.yml            (BasicSR's test entry)
 8. benchmark  scripts/benchmark.py's evaluation → results/demo/benchmark (input, Richardson–Lucy with the true
@@ -47,7 +47,9 @@ from smfd_models.visualize import picture_grid
 
 STAGES = ('synth', 'prepare', 'testset', 'train_mask', 'train_smfd', 'train_nomask', 'basicsr_test',
           'benchmark', 'report')
-TRAININGS = ('train_mask', 'train_smfd', 'train_nomask')  # run concurrently (--jobs)
+# run concurrently (--jobs), started in this order: with 2 jobs the longest (SMFD-UNet) has a core to itself and
+# the mask generator and then the no-mask model share the other
+TRAININGS = ('train_mask', 'train_smfd', 'train_nomask')
 DEPENDS = {  # a stage runs again when one of these ran in the same invocation
     'prepare': ('synth', ),
     'testset': ('prepare', ),
@@ -353,8 +355,10 @@ def degradation_text():
     if val.get('degrade_at', 'output') == 'source':
         order = 'blurred at the stored resolution, then resized (the paper\'s order, §3.4)'
     else:
+        ratio = (max(cfg.gaussian_sizes + cfg.motion_sizes) / size) / (max(PAPER_SIZES) / 1024)
         order = (f'blurred at the network\'s face size {size}² after the resize (degrade_at: output); the paper '
-                 f'blurs CelebA-HQ\'s 1024² images with sides {list(PAPER_SIZES)} and resizes to 256² afterwards')
+                 f'blurs CelebA-HQ\'s 1024² images with sides {list(PAPER_SIZES)} and resizes to 256² afterwards, '
+                 f'so relative to the face the largest kernel here is {ratio:.1f}× the paper\'s')
     return (f'Degradation: §3.4.1\'s pipeline ({cfg.num_layers} layers of {cfg.sequences}) with Gaussian kernel sides '
             f'{cfg.gaussian_sizes}, motion kernel sides {cfg.motion_sizes}, down-scale {cfg.scale_range}, noise η '
             f'{cfg.noise_range} (0–255), {order}.')
@@ -366,9 +370,10 @@ def budget_lines():
         opt = read_option(OPTIONS[key])
         train = opt['train']
         sched = train.get('scheduler') or {}
-        schedule = sched.get('type', 'constant')
+        schedule = {'CosineAnnealingRestartLR': f'cosine to {sched.get("eta_min", 0):g}'}.get(sched.get('type'),
+                                                                                        sched.get('type', 'constant'))
         if train.get('warmup_iter', -1) > 0:
-            schedule += f' after {train["warmup_iter"]} warm-up iterations'
+            schedule = f'linear warm-up over {train["warmup_iter"]} iterations, then {schedule}'
         lines.append(f'| {label} | {train["total_iter"]} | {opt["datasets"]["train"]["batch_size_per_gpu"]} | '
                      f'{train["optim_g"]["lr"]:g} | {schedule} |')
     return lines
@@ -400,8 +405,8 @@ def report_run(args, stages):
         result = json.load(f)
     pictured = report_picture(result, os.path.join(RESULTS, 'report.png'))
     run = stages.get('run', {})
-    skipped = sum(s.get('previous_seconds') or 0.0 for s in stages.values()
-                  if isinstance(s, dict) and s.get('status') == 'skipped')
+    skipped = 0.0 if run.get('reused') else sum(s.get('previous_seconds') or 0.0 for s in stages.values()
+                                               if isinstance(s, dict) and s.get('status') == 'skipped')
     total = run.get('wall_seconds', 0.0) + skipped
     stage_lines = ['| stage | status | wall time (s) |', '|---|---|---|']
     for name in STAGES[:-1]:
@@ -413,7 +418,7 @@ def report_run(args, stages):
         elif s.get('concurrent'):
             status = 'ran (concurrently with the other trainings)'
         stage_lines.append(f'| {name} | {status} | {_number(seconds, "{:.1f}")} |')
-    if 'trainings_wall_seconds' in stages:
+    if stages.get('trainings_wall_seconds'):
         stage_lines.append(f'| (the trainings together) | | {stages["trainings_wall_seconds"]:.1f} |')
     load = (f' Load average (1 min) {run["load_start"]:.1f} at the start, {run["load_end"]:.1f} at the end, on '
             f'{run["cpu_count"]} logical cores (a load above the core count means other jobs shared them and the '
@@ -424,8 +429,9 @@ def report_run(args, stages):
         'Procedural synthetic faces (`smfd_data/synthetic_faces.py`), trained for minutes on a CPU through BasicSR\'s '
         'own training entry; the whole pipeline (data → training → cascade → benchmark) end to end.', '',
         f'Machine: {machine()}.',
-        f'Wall time of the whole pipeline: {total:.0f} s' + (' (this run; stages skipped count with the time of the '
-                                                             'run that made them)' if skipped else '') + '.' + load,
+        f'Wall time of the whole pipeline: {total:.0f} s' + (
+            ' (the run that made these outputs; this invocation only wrote the report again)' if run.get('reused') else
+            ' (stages skipped count with the time of the run that made them)' if skipped else '') + '.' + load,
         '', degradation_text(), '',
         f'## Results on the demo test set ({result["num_images"]} faces, {TESTSET})', '', report_table(result), '',
         'mask Dice: the MaskGenerator\'s prediction vs the ground-truth 5-group mask (channel-wise mean, '
@@ -460,8 +466,9 @@ def build_parser():
     p.add_argument('--test-faces', type=int, default=100, help='faces of the test split in the demo test set '
                    '(default 100)')
     p.add_argument('--workers', type=int, default=2, help='processes for data generation / preparation')
-    p.add_argument('--jobs', type=int, default=3, help='trainings run at the same time (default 3: all; 1: one after '
-                   'the other)')
+    p.add_argument('--jobs', type=int, default=min(len(TRAININGS), os.cpu_count() or 1),
+                   help='trainings run at the same time, cpu_count // jobs threads each (default: one per core, at '
+                   'most 3; on 2 cores SMFD-UNet has one core, the mask generator then the no-mask model the other)')
     p.add_argument('--device', default='auto', help='device of the benchmark stage')
     p.add_argument('--options-dir', default=os.path.join('options', 'demo'),
                    help='folder of the four demo option files (default: options/demo of the current directory)')
@@ -539,6 +546,9 @@ def main(argv=None):
         atomic_write_json({**previous, **stages}, state_path)
     stages['run'] = {'wall_seconds': time.time() - started, 'load_start': load_start,
                      'load_end': os.getloadavg()[0], 'cpu_count': os.cpu_count(), 'jobs': args.jobs}
+    if not any(isinstance(v, dict) and v.get('status') == 'ran' for v in stages.values()) and 'run' in previous:
+        stages['run'] = dict(previous['run'], reused=True)  # only the report again: keep the times of the real run
+        stages['trainings_wall_seconds'] = previous.get('trainings_wall_seconds')
     t0 = time.time()
     report_run(args, stages)
     stages['report'] = {'status': 'ran', 'seconds': time.time() - t0}
