@@ -318,6 +318,9 @@ class SMFDTrainingMixin:
         }
         if getattr(self, 'protocol', None) is not None and self.protocol.enabled:
             state['protocol'] = self.protocol.state_dict()
+        scaler = getattr(self, 'grad_scaler', None)
+        if scaler is not None and scaler.is_enabled():  # fp16: resume with the learned loss scale, not 65536
+            state['grad_scaler'] = scaler.state_dict()
         self._save_with_retry(state, osp.join(self.opt['path']['training_states'], f'{current_iter}.state'))
 
     @staticmethod
@@ -356,6 +359,9 @@ class SMFDTrainingMixin:
         if getattr(self, 'protocol', None) is not None and resume_state.get('protocol'):
             self.protocol.load_state_dict(resume_state['protocol'])
             get_root_logger().info(f'Resumed training protocol counters: {resume_state["protocol"]}')
+        scaler = getattr(self, 'grad_scaler', None)
+        if scaler is not None and scaler.is_enabled() and resume_state.get('grad_scaler'):
+            scaler.load_state_dict(resume_state['grad_scaler'])
 
     # ------------------------------------------------------------------ validation
     def validation_sample(self, img_name):

@@ -186,6 +186,13 @@ def test_training_fp16_step_uses_a_grad_scaler(tmp_path):
     assert model.grad_scaler.get_scale() == 2.0**(16 - model.skipped_steps)
     assert model._consecutive_skips == 0  # overflows of the scaled gradient are not counted towards the stop
     assert model.skipped_steps < it and any(not torch.equal(a, b) for a, b in zip(before, model.net_g.parameters()))
+    # the learned scale travels with the training state: a resume does not start again at 2**16
+    model.grad_scaler.update(1024.0)  # as if overflows had lowered it
+    model.save_training_state(0, it)
+    state = torch.load(tmp_path / 'states' / f'{it}.state', weights_only=True)
+    resumed = tiny_training_model(tmp_path, train={'amp': 'fp16'})
+    resumed.resume_training(state)
+    assert resumed.grad_scaler.get_scale() == 1024.0
 
 
 @pytest.mark.parametrize('model_type', ['SMFDModel', 'SMFDMaskGeneratorModel'])
