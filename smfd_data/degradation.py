@@ -508,3 +508,26 @@ def format_breakdown(b):
         f'JPEG options          {b["jpeg"]:,}',
         f'total                 {b["total"]:,}',
     ])
+
+
+def count_main(argv=None):
+    """``scripts/count_degradations.py -opt X.yml [--phase P]``: print the configuration count of an option file's
+    ``datasets.<phase>.degradation`` (paper defaults when absent); exit status 2 with one line on a bad file."""
+    import argparse
+    import sys
+
+    from smfd_data.option_file import read_option
+
+    parser = argparse.ArgumentParser(description='Count the discrete degradation configurations of §3.4.1.')
+    parser.add_argument('-opt', required=True, help='BasicSR option YAML')
+    parser.add_argument('--phase', default='train', help='dataset phase whose degradation is counted')
+    args = parser.parse_args(argv)
+    where = f'{args.opt}: datasets.{args.phase}.degradation'
+    try:
+        dataset = (read_option(args.opt).get('datasets') or {}).get(args.phase) or {}
+        print(format_breakdown(count_breakdown(DegradationConfig.from_dict(dataset.get('degradation') or {},
+                                                                           source=where))))
+    except (FileNotFoundError, ValueError, TypeError, AttributeError) as err:
+        print(f'count_degradations: error: {err}', file=sys.stderr)
+        return 2
+    return 0

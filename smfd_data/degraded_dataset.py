@@ -396,3 +396,38 @@ class SMFDDegradedFolderDataset(face_dataset.WorkerRng, data.Dataset):
 
     def __len__(self):
         return len(self.stems)
+
+
+def main(argv=None):
+    """``scripts/degrade_testset.py``: write a degraded test set or a frozen training set (see the module doc)."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description='Write a seeded degraded test set for SMFD.')
+    parser.add_argument('-opt', required=True, help='BasicSR option YAML with a SMFDFaceDataset for the phase')
+    parser.add_argument('-o', '--out', required=True, help='output folder (replaced atomically if it holds a set)')
+    parser.add_argument('--phase', choices=PHASES, default='test', help='which datasets.<phase*> entry (default: test)')
+    parser.add_argument('--limit', type=int, default=None, help='write only the first N images')
+    parser.add_argument('--seed', type=int, default=None, help='override the dataset option seed')
+    parser.add_argument('--no-kernels', action='store_true', help='do not write DIR/kernels/*.npz')
+    parser.add_argument('--num-workers', type=int, default=0, help='DataLoader workers (output is identical)')
+    parser.add_argument('--meta-info', help='override the dataset\'s meta_info_file (e.g. trainval.txt for a frozen '
+                        'training set that serves every fold)')
+    parser.add_argument('--classes', type=int, choices=[19], default=None,
+                        help='store the 19 ungrouped CelebAMask-HQ labels (for scripts/mask_benchmark.py)')
+    parser.add_argument('--resume', action='store_true', help='build in place and continue an interrupted build '
+                        '(always on with --phase train)')
+    args = parser.parse_args(argv)
+    if args.limit is not None and args.limit < 1:
+        parser.error(f'--limit must be >= 1, got {args.limit}')
+    try:
+        meta = write_degraded_set(args.opt, args.out, args.phase, args.limit, args.seed, not args.no_kernels,
+                                  args.num_workers, args.meta_info, args.resume or args.phase == 'train',
+                                  args.classes)
+    except (FileNotFoundError, ValueError) as err:
+        print(f'degrade_testset: error: {err}', file=sys.stderr)
+        return 1
+    print(f'Wrote {len(meta["images"])} degraded images ({meta["num_classes"]} mask classes, seed {meta["seed"]}) '
+          f'to {os.path.abspath(args.out)}')
+    return 0
+

@@ -251,32 +251,23 @@ def test_jpeg_quantises_to_8_bit():
 
 # ------------------------------------------------------------------------------------------------ script
 
-def _count_script():
-    import importlib.util
-    path = os.path.join(REPO, 'scripts', 'count_degradations.py')
-    spec = importlib.util.spec_from_file_location('count_degradations', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_count_script_reads_the_option_file(tmp_path, capsys):
-    script = _count_script()
+    from smfd_data.degradation import count_main  # what scripts/count_degradations.py runs
     paper = tmp_path / 'paper.yml'
     paper.write_text('name: x\ndatasets:\n  train:\n    type: SMFDFaceDataset\n'
                      '  val:\n    degradation: {num_layers: [1]}\n')  # only train counts
-    assert script.main(['-opt', str(paper)]) == 0
+    assert count_main(['-opt', str(paper)]) == 0
     out = capsys.readouterr().out
     assert 'total                 1,743,335,166,888' in out and '= 1,176' in out
     small = tmp_path / 'small.yml'
     small.write_text('datasets:\n  train:\n    degradation:\n      num_layers: [1]\n      sequences: [M]\n'
                      '      noise_range: [5.0, 5.0]\n')
-    assert script.main(['-opt', str(small)]) == 0
+    assert count_main(['-opt', str(small)]) == 0
     assert 'total                 504\n' in capsys.readouterr().out  # 24 motion kernels × 21 scales × 1 noise level
     bad = tmp_path / 'bad.yml'
     bad.write_text('datasets:\n  train:\n    degradation: {noise: 3}\n')
-    assert script.main(['-opt', str(bad)]) == 2
+    assert count_main(['-opt', str(bad)]) == 2
     err = capsys.readouterr().err
     assert 'bad.yml: datasets.train.degradation: unknown degradation option(s)' in err
-    assert script.main(['-opt', str(tmp_path / 'missing.yml')]) == 2
+    assert count_main(['-opt', str(tmp_path / 'missing.yml')]) == 2
     assert 'option file not found' in capsys.readouterr().err

@@ -42,3 +42,21 @@ def test_every_script_is_in_the_readme():
     block = _architecture_block()
     for script in (ROOT / 'scripts').glob('*.py'):
         assert script.stem in block, script.name
+
+
+def test_no_module_or_test_imports_a_script():
+    """scripts/ are thin command lines: their code lives in the packages, so nothing imports a script."""
+    pattern = re.compile(r"(^\s*(from|import)\s+scripts\b)|(spec_from_file_location\([^)]*scripts)", re.M)
+    offenders = [str(path.relative_to(ROOT)) for folder in ['tests', *PACKAGES]
+                 for path in (ROOT / folder).rglob('*.py') if pattern.search(path.read_text(encoding='utf-8'))]
+    assert offenders == [], offenders
+
+
+def test_scripts_are_thin():
+    """Each script is a command line over a package: at most an argparse ``main``, no classes or helpers."""
+    import ast
+    for script in (ROOT / 'scripts').glob('*.py'):
+        text = script.read_text(encoding='utf-8')
+        defined = [node.name for node in ast.parse(text).body if isinstance(node, (ast.FunctionDef, ast.ClassDef))]
+        assert defined in ([], ['main']), (script.name, defined)
+        assert len(text.splitlines()) <= 60, (script.name, len(text.splitlines()))
