@@ -271,7 +271,20 @@ def test_test_entry_without_lpips_weights_goes_on_with_the_other_metrics(tmp_pat
     opt_file.write_text(text)
     monkeypatch.setattr(sys, 'argv', ['test.py', '-opt', str(opt_file)])
     monkeypatch.chdir(tmp_path)
-    basicsr.test.test_pipeline(sysconfig.get_paths()['purelib'])
+    # BasicSR sets its logger up once per process: an earlier test's set-up would keep this run's log file empty
+    import logging
+
+    import basicsr.utils.logger as basicsr_logger
+    monkeypatch.setattr(basicsr_logger, 'initialized_logger', {})
+    logger = logging.getLogger('basicsr')
+    handlers = logger.handlers[:]
+    logger.handlers.clear()
+    try:
+        basicsr.test.test_pipeline(sysconfig.get_paths()['purelib'])
+    finally:
+        for handler in logger.handlers:
+            handler.close()
+        logger.handlers[:] = handlers
     err = capsys.readouterr().err
     assert f'test.py: warning: {opt_file}: val.metrics.lpips: unavailable (the ImageNet weights' in err
     assert 'the other metrics go on without it' in err and 'Traceback' not in err
