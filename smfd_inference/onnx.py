@@ -284,7 +284,11 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    mask_generator, unet = build_networks(args.opt, args.weights, args.mask_weights)
+    try:
+        mask_generator, unet = build_networks(args.opt, args.weights, args.mask_weights)
+    except (FileNotFoundError, ValueError, KeyError, RuntimeError) as err:  # a bad file: one line, no traceback
+        print(f'export_onnx: error: {err}', file=sys.stderr)
+        return 2
     results = export_all(mask_generator, unet, args.output, size=args.size, opset=args.opset,
                          dynamic_hw=not args.fixed_size, which=args.which)
     failed = []

@@ -158,3 +158,13 @@ def test_parity_is_relative_to_the_output_magnitude(tmp_path):
         (result,) = onnx_export.onnx_parity(net, str(tmp_path / 'scale.onnx'), [(x,)])
         assert result['max_abs_output'] == pytest.approx(max(1.0, float((x * factor).abs().max())))
         assert result['scaled_diff'] == pytest.approx(result['max_abs_diff'] / result['max_abs_output'])
+
+
+def test_export_command_with_a_missing_or_bad_weights_file_is_one_line(tmp_path, capsys):
+    bad = tmp_path / 'list.pth'
+    torch.save([1, 2, 3], bad)
+    for weights, expected in ((tmp_path / 'missing.pth', 'not found'), (bad, str(bad))):
+        assert onnx_export.main(['--weights', str(weights), '-o', str(tmp_path / 'out')]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith('export_onnx: error:') and expected in err[0], err
+    assert not (tmp_path / 'out').exists()
