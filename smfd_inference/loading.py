@@ -259,8 +259,8 @@ def resolve_weights(weights=None, mask_weights=None, opt_path=None, mask_opt_pat
                              '--opt OPTION.yml whose network_g describes the SMFDUNet')
     opt = read_option(opt_path)
     net_opt = network_option(opt, 'network_g', opt_path)
-    choice = {'smfd_weights': weights, 'smfd_option': opt_path, 'option': opt, 'mask_weights': None,
-              'mask_net_opt': None, 'size': model_size(opt), 'notes': notes, 'warnings': warnings}
+    choice = {'smfd_weights': weights, 'smfd_option': opt_path, 'option': opt, 'smfd_net_opt': net_opt,
+              'mask_weights': None, 'mask_net_opt': None, 'size': model_size(opt), 'notes': notes, 'warnings': warnings}
     _warn_about(choice, 'SMFD-UNet', weights, opt)
     if net_opt.get('use_mask', True) and need_generator:
         mask_weights, mask_opt, mask_net_opt, note = _mask_generator_source(
@@ -296,8 +296,7 @@ def load_cascade(weights=None, mask_weights=None, opt_path=None, mask_opt_path=N
     if report is not None:
         for line in info['notes'] + info['warnings']:
             report(line)
-    smfd = build_network(network_option(info['option'], 'network_g', info['smfd_option']), info['smfd_weights'],
-                         device=device)
+    smfd = build_network(info['smfd_net_opt'], info['smfd_weights'], device=device)
     mask_generator = None
     if info['mask_net_opt'] is not None:
         mask_generator = build_network(info['mask_net_opt'], info['mask_weights'], device=device)

@@ -61,11 +61,6 @@ class Shard:
         dist.all_gather_object(out, obj)
         return out
 
-    def barrier(self):
-        if self.distributed:
-            import torch.distributed as dist
-            dist.barrier()
-
     def close(self):
         if self._group:
             import torch.distributed as dist
