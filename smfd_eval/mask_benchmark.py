@@ -34,8 +34,7 @@ from smfd_data.face_labels import NUM_CELEBAMASK_CLASSES, grouping_lut
 from smfd_data.image_io import write_image
 from smfd_data.option_file import read_option
 from smfd_eval.benchmark import load_testset
-from smfd_eval.methods import NOT_APPLICABLE, MacsProbe, parse_spec, split_option_and_checkpoint, unavailable
-from smfd_eval.timing import count_macs
+from smfd_eval.methods import NOT_APPLICABLE, count_gmacs, parse_spec, split_option_and_checkpoint
 from smfd_inference.loading import InferenceError, build_network, network_option, resolve_device
 from smfd_inference.restorer import images_to_batch
 from smfd_models.checkpoint import WeightsUnavailable
@@ -88,11 +87,9 @@ def predict(net, samples, device, batch=8):
     return out
 
 
-def net_cost(net, h, w, device):
+def net_cost(net, h, w):
     params = count_parameters(net)
-    result = count_macs(MacsProbe(net).eval(), (torch.rand(1, 3, h, w, device=device), ))
-    gmacs = float(result['gmacs']) if 'gmacs' in result else unavailable(f'fvcore: {result["error"][:120]}')
-    return params, params + 2 * count_bn_channels(net), gmacs
+    return params, params + 2 * count_bn_channels(net), count_gmacs(net, h, w, False, None)
 
 
 def evaluate(testset, nets, device, out_dir=None, batch=8):
@@ -118,7 +115,7 @@ def evaluate(testset, nets, device, out_dir=None, batch=8):
             reason = 'a 5-class net' if k != NUM_CELEBAMASK_CLASSES else 'the test set has 5-group labels'
             row['dice_19'] = row['jaccard_19'] = f'{NOT_APPLICABLE} ({reason})'
         h, w = samples[0]['gt'].shape[:2]
-        row['params'], row['params_keras'], row['gmacs'] = net_cost(net, h, w, device)
+        row['params'], row['params_keras'], row['gmacs'] = net_cost(net, h, w)
         paper = PAPER.get(arch, (None, None, None))
         row['paper_params'], row['paper_dice'], row['paper_jaccard'] = paper
         if out_dir:
