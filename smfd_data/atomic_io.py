@@ -58,7 +58,9 @@ def _pid_alive(pid):
 
 
 def remove_stale_temporaries(folder):
-    """Remove the temporary files killed saves of this writer left in ``folder``; returns their paths."""
+    """Remove the temporary files killed saves of this writer left in ``folder``; returns their paths. The folder
+    then counts as cleaned for this process (the writer does not list it again)."""
+    _cleaned_folders.add(os.path.abspath(folder))
     removed = []
     try:
         names = os.listdir(folder)
@@ -107,7 +109,6 @@ def _write_and_replace(path, write_to, suffix):
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     if folder not in _cleaned_folders:  # once per folder and process: a folder of 30k images is listed once
-        _cleaned_folders.add(folder)
         remove_stale_temporaries(folder)
     fd, tmp_path = tempfile.mkstemp(prefix=f'.{os.path.basename(path)}.{os.getpid()}.', suffix=suffix, dir=folder)
     os.close(fd)
