@@ -11,9 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# ITU-R BT.601 luma weights, defined once with the image IO; re-exported here, not from an *_arch module, since
-# the registering modules import each other while BasicSR's registry import runs the start-up hook.
-from smfd_data.image_io import BT601  # noqa: F401
+# ITU-R BT.601 luma weights (gray_input), defined once with the image IO
+from smfd_data.image_io import BT601
 
 UPSAMPLE_KINDS = ('pixelshuffle', 'transpose', 'bilinear')
 UPSAMPLE_CHANNELS = ('stage', 'input')
