@@ -199,13 +199,15 @@ class SMFDTrainingMixin:
         if scaler.is_enabled():
             scaler.unscale_(self.optimizer_g)
         params = [p for group in self.optimizer_g.param_groups for p in group['params'] if p.grad is not None]
-        loss_ok = bool(torch.isfinite(l_total.detach()).all())
+        loss_finite = torch.isfinite(l_total.detach()).all()
         grad_norm = torch.nn.utils.get_total_norm([p.grad for p in params]) if params else torch.zeros(())
-        bad = torch.tensor([float(not loss_ok or not bool(torch.isfinite(grad_norm)))], device=l_total.device)
+        # the flag stays on the device: one host synchronisation per step (the .item() below), not three
+        bad = (~loss_finite | ~torch.isfinite(grad_norm.to(loss_finite.device))).float().reshape(1)
         if self.opt.get('dist'):  # the same decision on every rank (the losses are per rank)
             torch.distributed.all_reduce(bad, op=torch.distributed.ReduceOp.MAX)
         self.log_dict = self.reduce_loss_dict(loss_dict)
         if bool(bad.item()):
+            loss_ok = bool(loss_finite)
             # fp16: an overflow of the *scaled* gradient is the GradScaler's normal way of finding its scale (it
             # skips the step and halves the scale); it counts towards the stop only once the scale is below 1
             overflow = scaler.is_enabled() and loss_ok and scaler.get_scale() >= 1
