@@ -35,7 +35,14 @@ from tqdm import tqdm
 
 from smfd_data.atomic_io import atomic_write_text
 from smfd_data.face_labels import CELEBAMASK_PARTS, NUM_CELEBAMASK_CLASSES, merge_part_masks
-from smfd_data.image_io import IMAGE_EXTENSIONS, imread_checked, imwrite_atomic, resize_image, resize_labels
+from smfd_data.image_io import (
+    IMAGE_EXTENSIONS,
+    header_size,
+    imread_checked,
+    imwrite_atomic,
+    resize_image,
+    resize_labels,
+)
 from smfd_data.lmdb_io import write_lmdb
 
 IMG_DIR = 'CelebA-HQ-img'
@@ -95,13 +102,14 @@ def scan_tree(root):
 
 
 def outputs_ok(img_path, label_path, size=None):
-    """True if both outputs exist, decode, agree in size (and equal ``size`` if given): resume skips them."""
+    """True if both outputs exist, decode, agree in size (and equal ``size`` if given: an int for ``size``², or
+    ``(height, width)``): resume skips them."""
     try:
         img = imread_checked(img_path, cv2.IMREAD_UNCHANGED)
         labels = imread_checked(label_path, cv2.IMREAD_UNCHANGED)
     except (OSError, ValueError):
         return False
-    shape = labels.shape if size is None else (size, size)
+    shape = labels.shape if size is None else tuple(size) if isinstance(size, tuple) else (size, size)
     return (img.ndim == 3 and img.shape[2] == 3 and labels.ndim == 2 and img.shape[:2] == labels.shape == shape
             and int(labels.max()) < NUM_CELEBAMASK_CLASSES)
 
@@ -144,7 +152,11 @@ def prepare_sample(job):
     """Worker: merge, resize and write one sample. Returns (stem, 'done' | 'skipped' | 'error', message)."""
     stem, img_path, mask_paths, out, size = job
     img_out, label_out = os.path.join(out, 'images', f'{stem}.png'), os.path.join(out, 'labels', f'{stem}.png')
-    if outputs_ok(img_out, label_out, None if size == SOURCE else size):
+    expected = size
+    if size == SOURCE:  # the stored resolution: outputs of an earlier --size run are not a finished sample
+        stored = header_size(img_path)
+        expected = None if stored is None else (stored[1], stored[0])
+    if outputs_ok(img_out, label_out, expected):
         return stem, 'skipped', ''
     try:
         labels = merge_part_masks(read_part_masks(mask_paths))

@@ -106,6 +106,9 @@ def test_prepare_keep_source_keeps_the_image_resolution(tmp_path):
     before = os.path.getmtime(os.path.join(out, 'images', '00000.png'))
     prep.main(common + ['-o', out, '--keep-source'])  # resumes: complete source-size outputs are kept
     assert os.path.getmtime(os.path.join(out, 'images', '00000.png')) == before
+    prep.main(common + ['-o', default, '--keep-source'])  # over a --size run: its 32² outputs are redone at 64²
+    assert _read(os.path.join(default, 'images', '00000.png')).shape == (64, 64, 3)
+    assert _read(os.path.join(default, 'labels', '00000.png')).shape == (64, 64)
     with pytest.raises(SystemExit):  # --size and --keep-source exclude each other
         prep.parse_args(common + ['-o', out, '--keep-source', '--size', '32'])
 
