@@ -12,6 +12,10 @@ Applied once by ``smfd_basicsr.registration.after_basicsr`` right after basicsr 
   ``python .../basicsr/train.py`` run the file as ``__main__``, a second copy whose ``def load_resume_state``
   executes only after its imports (when this module is applied), so that copy is replaced when the pipeline
   calls ``parse_options``, its first call.
+* atomic saves: the stock ``BaseModel.save_network`` / ``save_training_state`` (used by SRModel and every stock
+  model) ``torch.save`` in place, so a SIGKILL mid-save leaves a truncated ``.pth``/``.state`` that
+  ``--auto_resume`` then picks; they now write a temporary file and rename it (``smfd_models.checkpoint``).
+  ``--auto_resume`` also steps back past a training state it cannot read (a file left by an older run), saying so.
 * DDP on CPU: the stock ``init_dist`` divides by the CUDA device count and ``BaseModel.model_to_device``
   passes CUDA device ids to DistributedDataParallel; without CUDA they now use gloo and plain CPU DDP.
 * options: ``parse_options`` itself is the plugin's (``smfd_basicsr.options``): one YAML reader with YAML 1.2
@@ -51,13 +55,19 @@ class _Options(collections.OrderedDict):
         super().__setitem__(key, value)
 
 
-def latest_training_state(state_dir):
-    """Path of the newest ``<iter>.state`` in ``state_dir`` (checkpoints are written atomically), or None."""
+def training_states(state_dir):
+    """Paths of the ``<iter>.state`` files in ``state_dir``, newest (highest iteration) first."""
     if not osp.isdir(state_dir):
-        return None
+        return []
     iters = [int(name[:-len('.state')]) for name in os.listdir(state_dir)
              if name.endswith('.state') and name[:-len('.state')].isdigit()]
-    return osp.join(state_dir, f'{max(iters)}.state') if iters else None
+    return [osp.join(state_dir, f'{it}.state') for it in sorted(iters, reverse=True)]
+
+
+def latest_training_state(state_dir):
+    """Path of the newest ``<iter>.state`` in ``state_dir``, or None."""
+    states = training_states(state_dir)
+    return states[0] if states else None
 
 
 def load_training_state(path):
@@ -77,16 +87,32 @@ def load_resume_state(opt):
     from basicsr.utils.misc import check_resume
 
     if opt['auto_resume']:
-        path = latest_training_state(osp.join('experiments', opt['name'], 'training_states'))
+        path, state = _newest_readable_state(osp.join('experiments', opt['name'], 'training_states'))
         if path is not None:
             opt['path']['resume_state'] = path
     else:
         path = opt['path'].get('resume_state')
-    if not path:
+        state = load_training_state(path) if path else None
+    if state is None:
         return None
-    state = load_training_state(path)
     check_resume(opt, state['iter'])
     return state
+
+
+def _newest_readable_state(state_dir):
+    """(path, state) of the newest training state that loads, skipping unreadable newer ones with one line each;
+    (None, None) when there is none; the newest one's error when none loads."""
+    states = training_states(state_dir)
+    first_error = None
+    for path in states:
+        try:
+            return path, load_training_state(path)
+        except RuntimeError as error:
+            first_error = first_error or error
+            print(f'auto_resume: skipping {path}: {error.__cause__ or error}', file=sys.stderr)
+    if first_error is not None:
+        raise first_error
+    return None, None
 
 
 def init_dist(launcher, backend='nccl', **kwargs):
@@ -98,6 +124,37 @@ def init_dist(launcher, backend='nccl', **kwargs):
         dist.init_process_group(backend='gloo', **kwargs)
         return
     dist_util.init_dist(launcher, backend, **kwargs)
+
+
+@functools.cache
+def _atomic_saves():
+    """BaseModel's ``save_network`` and ``save_training_state``, same files and format, written atomically."""
+    from basicsr.utils import get_root_logger
+    from basicsr.utils.dist_util import master_only
+
+    from smfd_models.checkpoint import cpu_state_dict, save_with_retry
+
+    @master_only
+    def save_network(self, net, net_label, current_iter, param_key='params'):
+        nets = net if isinstance(net, list) else [net]
+        keys = param_key if isinstance(param_key, list) else [param_key]
+        if len(nets) != len(keys):
+            raise ValueError(f'save_network: {len(nets)} networks but {len(keys)} param keys')
+        label = 'latest' if current_iter == -1 else current_iter
+        save_dict = {key: cpu_state_dict(self.get_bare_model(n)) for n, key in zip(nets, keys)}
+        save_with_retry(save_dict, osp.join(self.opt['path']['models'], f'{net_label}_{label}.pth'),
+                        warn=get_root_logger().warning)
+
+    @master_only
+    def save_training_state(self, epoch, current_iter):
+        if current_iter == -1:
+            return
+        state = {'epoch': epoch, 'iter': current_iter, 'optimizers': [o.state_dict() for o in self.optimizers],
+                 'schedulers': [s.state_dict() for s in self.schedulers]}
+        save_with_retry(state, osp.join(self.opt['path']['training_states'], f'{current_iter}.state'),
+                        warn=get_root_logger().warning)
+
+    return save_network, save_training_state
 
 
 def _model_to_device(stock_model_to_device):
@@ -157,6 +214,7 @@ def apply():
     options.init_dist = init_dist
     from basicsr.models.base_model import BaseModel
     BaseModel.model_to_device = _model_to_device(BaseModel.model_to_device)
+    BaseModel.save_network, BaseModel.save_training_state = _atomic_saves()
     # basicsr/__init__ already imported its train/test modules, which bound the stock function by name.
     for name in ('basicsr.train', 'basicsr.test'):
         module = sys.modules.get(name)

@@ -11,13 +11,15 @@ are `{'epoch', 'iter', 'optimizers', 'schedulers', ...}` of plain tensors / numb
 """
 import os
 import pickle
+import time
 from collections import OrderedDict
 
 import torch
 
 from smfd_data.atomic_io import atomic_write
 
-__all__ = ['atomic_torch_save', 'load_state_dict_safely', 'load_checkpoint_safely', 'load_weights', 'cached_weights',
+__all__ = ['atomic_torch_save', 'save_with_retry', 'cpu_state_dict', 'load_state_dict_safely',
+           'load_checkpoint_safely', 'load_weights', 'cached_weights',
            'WeightsUnavailable', 'CACHE_DIR']
 
 # Pretrained third-party weights (face detection/parsing, identity) go here, never into the current directory or
@@ -32,6 +34,25 @@ class WeightsUnavailable(FileNotFoundError):
 def atomic_torch_save(obj, path):
     """`torch.save(obj, path)` that leaves either the old file or the complete new one, never a partial one."""
     atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def save_with_retry(obj, path, retries=3, warn=print):
+    """`atomic_torch_save`, retried (a network file system may fail once; BasicSR retries too). The last failure
+    raises OSError naming the file; the file is never left half-written."""
+    for attempt in range(retries):
+        try:
+            atomic_torch_save(obj, path)
+            return
+        except OSError as err:
+            if attempt == retries - 1:
+                raise OSError(f'Cannot save {path}: {err}') from err
+            warn(f'Saving {path} failed ({err}); retrying.')
+            time.sleep(1)
+
+
+def cpu_state_dict(net):
+    """``net.state_dict()`` on the CPU without DataParallel/DDP ``module.`` prefixes (BasicSR's saved format)."""
+    return OrderedDict(((k[7:] if k.startswith('module.') else k), v.cpu()) for k, v in net.state_dict().items())
 
 
 def load_checkpoint_safely(path):

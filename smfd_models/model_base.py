@@ -1,7 +1,6 @@
 """What both SMFD models change in BasicSR's BaseModel: safe checkpoints, CPU DDP, NaN guard, validation loop
 with pictures, and the §3.4.6.3 protocol (`smfd_models.protocol`) wired into BasicSR's loop.
 """
-import time
 from collections import OrderedDict
 from os import path as osp
 
@@ -14,7 +13,7 @@ from tqdm import tqdm
 
 from smfd_data.atomic_io import atomic_write_json
 from smfd_data.image_io import imwrite_atomic, write_image
-from smfd_models.checkpoint import atomic_torch_save, load_state_dict_safely
+from smfd_models.checkpoint import cpu_state_dict, load_state_dict_safely, save_with_retry
 from smfd_models.fast_paths import (
     autocast_for,
     compile_module,
@@ -302,10 +301,8 @@ class SMFDTrainingMixin:
             if problem:  # a checkpoint to resume from must be one that can train on
                 raise RuntimeError(f'Not saving {save_path}: the weights ({key}) are {problem}; the checkpoints '
                                    'already written are kept. Resume from the last one with a lower learning rate.')
-            state_dict = bare.state_dict()
-            save_dict[key] = OrderedDict(
-                ((k[7:] if k.startswith('module.') else k), v.cpu()) for k, v in state_dict.items())
-        self._save_with_retry(save_dict, save_path)
+            save_dict[key] = cpu_state_dict(bare)
+        save_with_retry(save_dict, save_path, warn=get_root_logger().warning)
 
     @master_only
     def save_training_state(self, epoch, current_iter):
@@ -323,20 +320,8 @@ class SMFDTrainingMixin:
         scaler = getattr(self, 'grad_scaler', None)
         if scaler is not None and scaler.is_enabled():  # fp16: resume with the learned loss scale, not 65536
             state['grad_scaler'] = scaler.state_dict()
-        self._save_with_retry(state, osp.join(self.opt['path']['training_states'], f'{current_iter}.state'))
-
-    @staticmethod
-    def _save_with_retry(obj, save_path, retries=3):
-        # a network file system may fail once (BasicSR retries too); the file is never left half-written
-        for attempt in range(retries):
-            try:
-                atomic_torch_save(obj, save_path)
-                return
-            except OSError as err:
-                if attempt == retries - 1:
-                    raise OSError(f'Cannot save {save_path}: {err}') from err
-                get_root_logger().warning(f'Saving {save_path} failed ({err}); retrying.')
-                time.sleep(1)
+        save_with_retry(state, osp.join(self.opt['path']['training_states'], f'{current_iter}.state'),
+                        warn=get_root_logger().warning)
 
     def load_network(self, net, load_path, strict=True, param_key='params'):
         """BasicSR's load_network, reading with `weights_only=True` (never executes code from a checkpoint)."""

@@ -24,9 +24,10 @@ def test_apply_is_idempotent_and_reaches_every_target():
     import basicsr.train
     from basicsr.models.base_model import BaseModel
     from basicsr.utils import options
-    before = (options.parse_options, BaseModel.model_to_device)
+    before = (options.parse_options, BaseModel.model_to_device, BaseModel.save_network, BaseModel.save_training_state)
     patches.apply()  # a second time: nothing is wrapped twice
-    assert (options.parse_options, BaseModel.model_to_device) == before
+    assert (options.parse_options, BaseModel.model_to_device, BaseModel.save_network,
+            BaseModel.save_training_state) == before
     assert getattr(options.parse_options, patches._PATCHED)
     assert basicsr.train.parse_options is options.parse_options is basicsr.test.parse_options
     assert options.init_dist is patches.init_dist
@@ -108,6 +109,57 @@ def test_training_state_loads_on_cpu_without_running_code(tmp_path):
     torch.save({'iter': 5, 'x': Payload()}, bad)
     with pytest.raises(RuntimeError, match=r'cannot load training state .*5\.state'):
         patches.load_training_state(str(bad))
+
+
+def test_auto_resume_steps_back_past_an_unreadable_newest_state(tmp_path, monkeypatch, capsys):
+    """A truncated newest state (left by a SIGKILL under an unpatched BasicSR) is skipped with one line; the run
+    resumes from the newest state that loads; an explicit resume_state that cannot be read is an error."""
+    monkeypatch.chdir(tmp_path)
+    states = tmp_path / 'experiments' / 'run' / 'training_states'
+    states.mkdir(parents=True)
+    torch.save({'epoch': 0, 'iter': 4, 'optimizers': [], 'schedulers': []}, states / '4.state')
+    (states / '6.state').write_bytes(b'')
+    opt = {'auto_resume': True, 'name': 'run', 'network_g': {}, 'path': {'resume_state': None, 'models': 'models'}}
+    state = patches.load_resume_state(opt)
+    assert state['iter'] == 4 and opt['path']['resume_state'].endswith('4.state')
+    assert opt['path']['pretrain_network_g'] == os.path.join('models', 'net_g_4.pth')
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith('auto_resume: skipping ') and '6.state' in err[0]
+
+    (states / '4.state').write_bytes(b'PK\x03\x04 not a zip')
+    with pytest.raises(RuntimeError, match=r'cannot load training state .*6\.state'):
+        patches.load_resume_state(dict(opt, path={'resume_state': None, 'models': 'models'}))
+    with pytest.raises(RuntimeError, match=r'cannot load training state .*4\.state'):
+        patches.load_resume_state(dict(opt, auto_resume=False, path={'resume_state': str(states / '4.state')}))
+
+
+def test_stock_models_save_atomically(tmp_path, monkeypatch):
+    """SRModel (any stock BasicSR model) writes .pth/.state through a temporary file: a save killed mid-write
+    leaves the previous file whole and nothing else in the folder."""
+    from basicsr.models.sr_model import SRModel
+    net = torch.nn.Conv2d(1, 2, 3)
+    model = object.__new__(SRModel)
+    model.opt = {'dist': False, 'rank': 0,
+                 'path': {'models': str(tmp_path / 'models'), 'training_states': str(tmp_path / 'states')}}
+    model.optimizers = [torch.optim.Adam(net.parameters())]
+    model.schedulers = []
+    model.save_network(torch.nn.DataParallel(net), 'net_g', 2)
+    model.save_training_state(0, 2)
+    saved = torch.load(tmp_path / 'models' / 'net_g_2.pth', weights_only=True)
+    assert set(saved) == {'params'} and torch.equal(saved['params']['weight'], net.weight.detach())
+    assert torch.load(tmp_path / 'states' / '2.state', weights_only=True)['iter'] == 2
+    before = (tmp_path / 'states' / '2.state').read_bytes()
+
+    def killed_mid_write(obj, f):
+        f.write(b'PK\x03\x04 half')
+        raise KeyboardInterrupt  # stands for the kill: the write never completes
+
+    monkeypatch.setattr(torch, 'save', killed_mid_write)
+    for save in (lambda: model.save_training_state(0, 2), lambda: model.save_network(net, 'net_g', 2)):
+        with pytest.raises(KeyboardInterrupt):
+            save()
+    assert (tmp_path / 'states' / '2.state').read_bytes() == before
+    assert os.listdir(tmp_path / 'states') == ['2.state'] and os.listdir(tmp_path / 'models') == ['net_g_2.pth']
 
 
 def test_init_dist_falls_back_to_gloo_without_cuda(monkeypatch):
