@@ -130,16 +130,22 @@ def geometric_matrix(params, height, width):
     return (crop @ rotation)[:2]
 
 
+def _warp(array, params, interpolation):
+    """The rotation and crop of ``params`` on ``array`` (HW or HWC), filled by ``FILL_BORDER``; contiguous."""
+    if params['angle'] == 0.0 and params['crop_scale'] == 1.0:
+        return np.ascontiguousarray(array)
+    height, width = array.shape[:2]
+    # reshape: OpenCV drops a single channel axis
+    return cv2.warpAffine(np.ascontiguousarray(array), geometric_matrix(params, height, width), (width, height),
+                          flags=interpolation, borderMode=FILL_BORDER).reshape(array.shape)
+
+
 def geometric_image(img, params):
     """Flip, rotate and crop one image (HWC float) on the grid of ``params``: ``apply_geometric`` without labels,
     for the blurry input of a degraded sample (it must move exactly like its sharp face)."""
     if params['hflip']:
         img = img[:, ::-1]
-    if params['angle'] != 0.0 or params['crop_scale'] != 1.0:
-        height, width = img.shape[:2]
-        img = cv2.warpAffine(np.ascontiguousarray(img), geometric_matrix(params, height, width), (width, height),
-                             flags=cv2.INTER_LINEAR, borderMode=FILL_BORDER).reshape(img.shape)
-    return np.ascontiguousarray(img)
+    return _warp(img, params, cv2.INTER_LINEAR)
 
 
 def apply_geometric(img, labels, params, label_flip_lut=None):
@@ -153,32 +159,40 @@ def apply_geometric(img, labels, params, label_flip_lut=None):
             (``None``: labels without left/right classes, e.g. grouped labels).
     """
     if params['hflip']:
-        img = img[:, ::-1]
         labels = labels[:, ::-1]
         if label_flip_lut is not None:
             labels = np.asarray(label_flip_lut, dtype=np.uint8)[labels]
-    if params['angle'] != 0.0 or params['crop_scale'] != 1.0:
-        height, width = labels.shape
-        matrix = geometric_matrix(params, height, width)
-        img = cv2.warpAffine(np.ascontiguousarray(img), matrix, (width, height), flags=cv2.INTER_LINEAR,
-                             borderMode=FILL_BORDER)
-        labels = cv2.warpAffine(np.ascontiguousarray(labels), matrix, (width, height), flags=cv2.INTER_NEAREST,
-                                borderMode=FILL_BORDER)
-    return np.ascontiguousarray(img), np.ascontiguousarray(labels)
+    return geometric_image(img, params), _warp(labels, params, cv2.INTER_NEAREST)
 
 
-def apply_photometric(img, params, reference=None):
+def _photometric_identity(params):
+    return params['brightness'] == 1.0 and params['contrast'] == 1.0
+
+
+def _mean_luma(img):
+    return np.float32((img.reshape(-1, 3) @ np.asarray(BT601, dtype=np.float32)).mean())
+
+
+def contrast_pivot(img, params):
+    """The contrast pivot ``apply_photometric`` uses for ``img``: its mean luma after the brightness factor (None
+    when the photometric map is the identity)."""
+    if _photometric_identity(params):
+        return None
+    return _mean_luma(img * np.float32(params['brightness']))
+
+
+def apply_photometric(img, params, pivot=None):
     """Brightness (multiplicative), then contrast around the mean luma; clipped to [0, 1].
 
-    ``reference``: the image whose mean luma is the contrast pivot (default ``img``). A degraded sample passes its
-    sharp face for both images, so blurry and sharp get the same pixel map.
+    ``pivot``: the contrast pivot (``contrast_pivot`` of another image; default that of ``img``). A degraded sample
+    passes its sharp face's for both images, so blurry and sharp get the same pixel map.
     """
-    if params['brightness'] == 1.0 and params['contrast'] == 1.0:
+    if _photometric_identity(params):
         return img
     img = img * np.float32(params['brightness'])
-    reference = img if reference is None else reference * np.float32(params['brightness'])
-    mean = np.float32((reference.reshape(-1, 3) @ np.asarray(BT601, dtype=np.float32)).mean())
-    img = (img - mean) * np.float32(params['contrast']) + mean
+    if pivot is None:
+        pivot = _mean_luma(img)
+    img = (img - pivot) * np.float32(params['contrast']) + pivot
     return np.clip(img, 0.0, 1.0).astype(np.float32)
 
 
@@ -194,7 +208,7 @@ def augment_degraded(lq, gt, labels, cfg, rng, label_flip_lut=None):
     and one photometric map for all three (§3.4.6.1 applied to a generated blurred set, §3.4). Returns
     ``(lq, gt, labels, params)``."""
     params = sample_augmentation(cfg, rng)
-    gt_warped, labels = apply_geometric(gt, labels, params, label_flip_lut)
+    gt, labels = apply_geometric(gt, labels, params, label_flip_lut)
     lq = geometric_image(lq, params)
-    return (apply_photometric(lq, params, reference=gt_warped), apply_photometric(gt_warped, params), labels,
-            params)
+    pivot = contrast_pivot(gt, params)  # computed once, for both
+    return apply_photometric(lq, params, pivot), apply_photometric(gt, params, pivot), labels, params

@@ -61,16 +61,9 @@ def parse_args(argv=None):
                         help='SMFD face sizes (default 256; quick 64)')
     parser.add_argument('--batches', type=timing.parse_int_list, default=None,
                         help='batch sizes (default 1,4; quick 1,2)')
-    parser.add_argument('--with', dest='with_', default='', help=f'opt-in parts: {",".join(OPT_IN)}')
-    parser.add_argument('--skip', default='', help=f'parts to leave out: {",".join(SKIPPABLE)}')
+    timing.add_part_arguments(parser, OPT_IN, SKIPPABLE)
     parser.add_argument('--tiny', action='store_true', help='tiny widths for every network (test-suite smoke runs)')
     args = parser.parse_args(argv)
-    args.skip = {v for v in args.skip.split(',') if v}
-    args.with_ = {v for v in args.with_.split(',') if v}
-    for flag, values, valid in (('--skip', args.skip, SKIPPABLE), ('--with', args.with_, OPT_IN)):
-        unknown = sorted(values - set(valid))
-        if unknown:
-            parser.error(f'{flag}: unknown part(s) {unknown}; choose from {", ".join(valid)}')
     small = args.quick or args.tiny
     args.sizes = args.sizes or ([32] if args.tiny else [64] if args.quick else [256])
     args.batches = args.batches or ([1, 2] if small else [1, 4])

@@ -46,17 +46,9 @@ def parse_args(argv=None):
     parser.add_argument('--size', type=int, default=None, help='patch size (default 128; quick 32)')
     parser.add_argument('--iters', type=int, default=None, help='timed iterations per row (default 10; quick 2)')
     parser.add_argument('--block', type=int, default=2, help='iterations per row before switching to the next')
-    parser.add_argument('--with', dest='with_', default='', help=f'opt-in rows: {",".join(OPT_IN)} (fp16 is on '
-                        'by default on CUDA)')
-    parser.add_argument('--skip', default='', help=f'rows to leave out: {",".join(FAST_PATHS)}, overhead')
+    timing.add_part_arguments(parser, OPT_IN, FAST_PATHS + ('overhead', ), 'row', ' (fp16 is on by default on CUDA)')
     parser.add_argument('--tiny', action='store_true', help='tiny SMFDUNet (test-suite smoke runs)')
     args = parser.parse_args(argv)
-    args.with_ = {v for v in args.with_.split(',') if v}
-    args.skip = {v for v in args.skip.split(',') if v}
-    for flag, values, valid in (('--with', args.with_, OPT_IN), ('--skip', args.skip, FAST_PATHS + ('overhead',))):
-        unknown = sorted(values - set(valid))
-        if unknown:
-            parser.error(f'{flag}: unknown row(s) {unknown}; choose from {", ".join(valid)}')
     small = args.quick or args.tiny
     args.batch = args.batch or (2 if small else 4)
     args.size = args.size or (32 if small else 128)

@@ -21,6 +21,7 @@ The numbers show the pipeline working on synthetic faces with a budget of minute
 (CelebAMask-HQ, hundreds of epochs). Measured wall time: the report's stage table.
 """
 import argparse
+import collections
 import contextlib
 import json
 import os
@@ -80,17 +81,38 @@ class StageFailed(RuntimeError):
     pass
 
 
-def run_command(command, log_path, env=None):
-    """Run a subprocess with its output in ``log_path``; on failure raise with the log's tail."""
+def start_command(command, log_path, env=None):
+    """Start ``command`` with its output (after the command line) in ``log_path`` and ``env`` added to the
+    environment; returns ``(process, log file)``, the file to close once the process ended."""
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
-    with open(log_path, 'w') as f:
+    f = open(log_path, 'w')
+    try:
         f.write('$ ' + ' '.join(command) + '\n')
         f.flush()
-        result = subprocess.run(command, stdout=f, stderr=subprocess.STDOUT, env=dict(os.environ, **(env or {})))
-    if result.returncode != 0:
+        return subprocess.Popen(command, stdout=f, stderr=subprocess.STDOUT, env=dict(os.environ, **(env or {}))), f
+    except BaseException:
+        f.close()
+        raise
+
+
+def check_exit(proc, log_path):
+    """Raise StageFailed with the tail of ``log_path`` when the ended ``proc`` failed."""
+    if proc.returncode != 0:
         with open(log_path) as f:
             tail = ''.join(f.readlines()[-25:])
-        raise StageFailed(f'{" ".join(command)} failed (exit {result.returncode}); last lines of {log_path}:\n{tail}')
+        raise StageFailed(f'{" ".join(proc.args)} failed (exit {proc.returncode}); last lines of {log_path}:\n{tail}')
+
+
+def run_command(command, log_path, env=None):
+    """Run a subprocess with its output in ``log_path``; on failure raise with the log's tail."""
+    proc, f = start_command(command, log_path, env)
+    with f, proc:  # Popen's exit waits for the process
+        try:
+            proc.wait()
+        except BaseException:  # Ctrl-C: do not leave the child running
+            proc.kill()
+            raise
+    check_exit(proc, log_path)
 
 
 def run_logged(what, fn, log_path):
@@ -144,7 +166,12 @@ def prepare_run(args, fresh=True):
                    os.path.join(RESULTS, 'logs', 'prepare.log'))
 
 
+TrainingStage = collections.namedtuple('TrainingStage', 'done command check')
+
+
 def train_stage(key):
+    """A training stage: ``done(args)``, ``command(fresh)`` → (command line, log path) and ``check(args)``, run
+    as concurrent subprocesses by ``run_trainings``."""
 
     def done(args):
         return os.path.isfile(latest_checkpoint(key))
@@ -155,15 +182,11 @@ def train_stage(key):
             command.append('--auto_resume')  # continue an interrupted run instead of starting over
         return command, os.path.join(RESULTS, 'logs', f'train_{key}.log')
 
-    def run(args, fresh):
-        run_command(*command(fresh))
-        check(args)
-
     def check(args):
         if not done(args):
             raise StageFailed(f'training finished but {latest_checkpoint(key)} is missing')
 
-    return done, run, command, check
+    return TrainingStage(done, command, check)
 
 
 def degraded_set_option(phase, meta_info, seed):
@@ -207,14 +230,9 @@ def run_trainings(names, table, args, fresh):
     while pending or running:
         while pending and len(running) < jobs:
             name = pending.pop(0)
-            command, log_path = table[name][2](fresh[name])
-            os.makedirs(os.path.dirname(log_path), exist_ok=True)
-            f = open(log_path, 'w')
-            f.write('$ ' + ' '.join(command) + '\n')
-            f.flush()
-            env = dict(os.environ, OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
-            running[name] = (subprocess.Popen(command, stdout=f, stderr=subprocess.STDOUT, env=env), f, log_path,
-                             time.time())
+            command, log_path = table[name].command(fresh[name])
+            proc, f = start_command(command, log_path, {'OMP_NUM_THREADS': threads, 'MKL_NUM_THREADS': threads})
+            running[name] = (proc, f, log_path, time.time())
             log(f'{name}: running ({threads} thread{"s" if threads != "1" else ""}) ...')
         time.sleep(0.5)
         for name, (proc, f, log_path, t0) in list(running.items()):
@@ -224,12 +242,8 @@ def run_trainings(names, table, args, fresh):
             del running[name]
             seconds = time.time() - t0
             try:
-                if proc.returncode != 0:
-                    with open(log_path) as g:
-                        tail = ''.join(g.readlines()[-25:])
-                    raise StageFailed(f'{" ".join(proc.args)} failed (exit {proc.returncode}); last lines of '
-                                      f'{log_path}:\n{tail}')
-                table[name][3](args)
+                check_exit(proc, log_path)
+                table[name].check(args)
             except StageFailed as err:
                 print(f'run_demo: stage {name} failed: {err}', file=sys.stderr)
                 records[name] = {'status': 'failed', 'seconds': seconds}

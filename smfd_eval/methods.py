@@ -19,7 +19,7 @@ from smfd_eval.timing import count_macs
 from smfd_inference.cascade import SMFDCascade
 from smfd_inference.loading import build_network, load_cascade, network_option
 from smfd_inference.restorer import images_to_batch
-from smfd_models.mask_source import MASK_HANDOFFS
+from smfd_models.mask_source import check_mask_handoff
 
 NOT_APPLICABLE = '—'
 
@@ -251,8 +251,8 @@ def smfd_method(text, device, experiments_dir='experiments'):
     SMFDMethod (``handoff`` default: the option's ``mask_handoff``, else one-hot)."""
     name, target, options = parse_spec(text, '--smfd')
     _check_options('--smfd', name, options, ('mask', 'mask_weights', 'handoff'))
-    if 'handoff' in options and options['handoff'] not in MASK_HANDOFFS:
-        raise ValueError(f'--smfd {name}: handoff={options["handoff"]!r}; use {" or ".join(MASK_HANDOFFS)}')
+    if 'handoff' in options:
+        check_mask_handoff(options['handoff'], f'--smfd {name} handoff')
     weights, opt_path = target, None
     if target.lower().endswith(('.yml', '.yaml')):
         opt_path = target

@@ -377,3 +377,27 @@ def parse_int_list(text):
     if not values or min(values) <= 0:
         raise argparse.ArgumentTypeError(f'expected positive integers, got {text!r}')
     return values
+
+
+def part_set(valid, noun='part'):
+    """argparse type of a comma-separated set of names from ``valid``; an unknown one is a usage error that lists
+    the valid names."""
+    valid = tuple(valid)
+
+    def parse(text):
+        values = {v for v in text.split(',') if v}
+        unknown = sorted(values - set(valid))
+        if unknown:
+            raise argparse.ArgumentTypeError(f'unknown {noun}(s) {unknown}; choose from {", ".join(valid)}')
+        return values
+
+    return parse
+
+
+def add_part_arguments(parser, opt_in, skippable, noun='part', with_note=''):
+    """The benchmark scripts' ``--with`` (opt-in ``noun``s, ``args.with_``) and ``--skip`` (``args.skip``): sets of
+    names, '' by default."""
+    parser.add_argument('--with', dest='with_', type=part_set(opt_in, noun), default='',
+                        help=f'opt-in {noun}s: {",".join(opt_in)}{with_note}')
+    parser.add_argument('--skip', type=part_set(skippable, noun), default='',
+                        help=f'{noun}s to leave out: {", ".join(skippable)}')

@@ -58,6 +58,19 @@ def test_count_macs_of_a_conv_by_hand():
     assert macs['uncounted_ops'] == {'aten::sigmoid': 1}  # element-wise: listed, not counted
 
 
+def test_with_and_skip_parse_into_sets_and_name_the_flag_on_unknown_parts(capsys):
+    from smfd_eval import bench_inference, bench_train
+    args = bench_train.parse_args(['--json', 'x.json', '--with', 'compile', '--skip', 'overhead,bf16,'])
+    assert args.with_ == {'compile'} and args.skip == {'overhead', 'bf16'}
+    args = bench_inference.parse_args(['--json', 'x.json'])
+    assert args.with_ == set() and args.skip == set()
+    for module, flag, value, message in ((bench_train, '--skip', 'plain,warp', "unknown row(s) ['warp']; choose from"),
+                                         (bench_inference, '--with', 'fp8,compile', "unknown part(s) ['fp8']")):
+        with pytest.raises(SystemExit) as exit_info:
+            module.parse_args(['--json', 'x.json', flag, value])
+        assert exit_info.value.code == 2 and f'argument {flag}: {message}' in capsys.readouterr().err
+
+
 def test_plain_unet_matches_parameter_count():
     from smfd_arch.blocks import count_parameters
     from smfd_eval.reference_archs import PlainUNet, plain_unet_like

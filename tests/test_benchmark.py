@@ -221,6 +221,8 @@ def test_benchmark_usage_errors(setup, capsys):
     assert 'unique' in capsys.readouterr().err
     assert benchmark.main(base + ['--smfd', f'x={setup["smfd"]},mask=maybe']) == 2
     assert "mask='maybe'" in capsys.readouterr().err
+    assert benchmark.main(base + ['--smfd', f'x={setup["smfd"]},handoff=hard']) == 2
+    assert "option '--smfd x handoff': 'hard' is not valid. Valid: onehot, soft" in capsys.readouterr().err
     assert benchmark.main(['--testset', str(setup['root']), '--out', str(setup['root'] / 'bad')]) == 2
     assert 'params.json' in capsys.readouterr().err
 

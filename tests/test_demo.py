@@ -27,7 +27,7 @@ def test_claims_are_checked_on_the_numbers():
 
 
 def fake_stage(tmp_path, name, code):
-    """A (done, run, command, check) entry like demo.train_stage's whose command runs ``code``."""
+    """A training stage like demo.train_stage's whose command runs ``code``."""
     marker = tmp_path / f'{name}.done'
 
     def command(fresh):
@@ -37,7 +37,7 @@ def fake_stage(tmp_path, name, code):
         if not marker.exists():
             raise demo.StageFailed(f'{marker} missing')
 
-    return (lambda args: marker.exists(), None, command, check)
+    return demo.TrainingStage(lambda args: marker.exists(), command, check)
 
 
 def test_trainings_run_concurrently_with_one_thread_each_and_a_failure_fails_its_stage_only(tmp_path):
@@ -74,3 +74,12 @@ def test_fsync_off_restores_durable_writes_after_an_error(tmp_path, monkeypatch)
         raise RuntimeError('stage failed')
     atomic_io.atomic_write_bytes(str(tmp_path / 'c.bin'), b'x')
     assert len(calls) == 2
+
+
+def test_run_command_logs_the_command_and_raises_with_the_log_tail(tmp_path):
+    log_path = str(tmp_path / 'logs' / 'x.log')
+    demo.run_command([sys.executable, '-c', 'import os; print(os.environ["SMFD_X"])'], log_path, {'SMFD_X': 'seen'})
+    lines = open(log_path).read().splitlines()
+    assert lines[0].startswith('$ ') and lines[0].endswith('print(os.environ["SMFD_X"])') and lines[1] == 'seen'
+    with pytest.raises(demo.StageFailed, match=r'failed \(exit 4\); last lines of .*x.log:\n(.|\n)*broke here'):
+        demo.run_command([sys.executable, '-c', 'import sys; print("broke here"); sys.exit(4)'], log_path)
