@@ -15,7 +15,6 @@ import sys
 import time
 
 import cv2
-import numpy as np
 
 from smfd_data.face_labels import NUM_CELEBAMASK_CLASSES, colorize, group_labels
 from smfd_data.image_io import (
@@ -288,8 +287,6 @@ class _Run:
         self.report(f'deblur: skipped {path}: {str(err).strip(chr(34))}')
 
     def save(self, path, name, inp, out, labels):
-        if not np.isfinite(out).all():  # NaN/inf would be written as black pixels with exit status 0
-            raise ValueError('the network produced NaN or infinite values (diverged weights?); nothing written')
         args = self.args
         write_image(os.path.join(args.output, name), out)
         stem = os.path.splitext(name)[0]
@@ -333,10 +330,6 @@ class _Run:
                 if not faces:
                     self.report(f'deblur: {path}: no face detected; written unchanged')
                 self.larger += [(f['native_size'], f['native_size']) for f in faces if f['native_size'] > self.size]
-                for face in faces:
-                    if not np.isfinite(face['output']).all():
-                        raise ValueError('the network produced NaN or infinite values (diverged weights?); '
-                                         'nothing written')
                 self.save(path, name, img, out, None)
                 if args.save_mask:
                     stem = os.path.splitext(name)[0]
@@ -376,9 +369,13 @@ class _Run:
                     masks = [resize_labels(m, h, w) for (_, _, _, m), (h, w) in zip(loaded, shapes)]
                 try:
                     outputs, labels = restore_any_size(self.restorer, faces, args.batch, self.device, masks)
-                except RuntimeError as err:  # out of memory, a backend failure: this batch fails, the run goes on
+                except RuntimeError as err:  # out of memory, a backend failure
+                    outputs, failure = None, f'the network failed on its batch: {_first_line(err)}'
+                except ValueError as err:  # NaN/inf outputs: restore_faces refuses the whole batch
+                    outputs, failure = None, str(err) if len(loaded) == 1 else f'its batch of {len(loaded)}: {err}'
+                if outputs is None:  # one line per input of the batch, and the run goes on
                     for path, _, _, _ in loaded:
-                        self.fail(path, f'the network failed on its batch: {_first_line(err)}')
+                        self.fail(path, failure)
                     yield len(chunk)
                     continue
                 for (path, name, img, user_mask), out, lab in zip(loaded, outputs, labels):
@@ -395,21 +392,14 @@ class _Run:
 
     def frames(self, reader):
         """Restored frames of ``reader``, in order: batches of --batch frames (aligned mode: each frame is a face
-        crop, --resize applies) or one photo at a time (--detect). Non-finite outputs stop the video."""
+        crop, --resize applies) or one photo at a time (--detect). Non-finite outputs stop the video (ValueError
+        from restore_faces)."""
         args = self.args
-
-        def checked(out):
-            if not np.isfinite(out).all():
-                raise ValueError('the network produced NaN or infinite values (diverged weights?); nothing written')
-            return out
-
         if args.detect:
             for frame in reader:
                 out, faces = restore_in_the_wild(self.restorer, frame, self.detector, self.size, args.batch,
                                                  self.device, args.only_center_face, args.det_size,
                                                  args.det_threshold, not args.no_color_match, args.resize)
-                for face in faces:
-                    checked(face['output'])
                 yield out
             return
         batch, target = [], None
@@ -422,7 +412,7 @@ class _Run:
                 outputs, _ = restore_any_size(self.restorer, [resize_image(f, *target) for f in batch], args.batch,
                                               self.device)
                 for out in outputs:
-                    yield checked(resize_image(out, h, w))
+                    yield resize_image(out, h, w)
                 batch = []
 
     def video(self, path, name, position=1):

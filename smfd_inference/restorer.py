@@ -8,6 +8,8 @@ import torch
 
 from smfd_inference.face_helper import alignment_matrix, center_face, detect_faces, paste_face, warp_face
 
+NON_FINITE_OUTPUT = 'the network produced NaN or infinite values (diverged weights?); nothing written'
+
 
 def images_to_batch(images, device, channels_last=None):
     """Stack float RGB HWC images into a (B,3,H,W) float32 batch on `device`.
@@ -30,6 +32,9 @@ def restore_faces(restorer, faces, batch_size=4, device='cpu', masks=None):
     ``restorer`` is an :class:`SMFDCascade` (its ``restore``) or any callable ``(x, mask) -> (out, labels)``, e.g.
     the ONNX one. Returns ``(outputs, labels)``: lists of float32 HWC images and uint8 HW label maps (None without
     masks).
+
+    Raises ValueError when an output holds NaN/inf (weights that overflow in the forward pass): written, it would be
+    a black picture with exit status 0. Every front end restores through here, so this is the one check.
     """
     restore = getattr(restorer, 'restore', restorer)
     outputs, labels = [], []
@@ -39,6 +44,8 @@ def restore_faces(restorer, faces, batch_size=4, device='cpu', masks=None):
         if masks is not None:
             mask = torch.from_numpy(np.stack(masks[start:start + batch_size])).long().to(device)
         out, lab = restore(x, mask)
+        if not bool(torch.isfinite(out).all()):
+            raise ValueError(NON_FINITE_OUTPUT)
         outputs.extend(list(out.permute(0, 2, 3, 1).float().cpu().numpy()))
         labels.extend([None] * len(out) if lab is None else list(lab.to(torch.uint8).cpu().numpy()))
     return outputs, labels

@@ -24,8 +24,6 @@ import threading
 import time
 import uuid
 
-import numpy as np
-
 from smfd_data.face_labels import colorize
 from smfd_data.image_io import (
     DEFAULT_MAX_PIXELS,
@@ -53,6 +51,15 @@ EXIT_USAGE = 2
 
 class UploadRefused(ValueError):
     """An upload the page does not process; the message is shown on the page as it is."""
+
+
+def _network(restore, *args, **kwargs):
+    """``restore(*args, **kwargs)`` (a restorer function); its ValueError (NaN/inf outputs, refused by
+    ``restore_faces``) becomes the page's one line."""
+    try:
+        return restore(*args, **kwargs)
+    except ValueError as err:
+        raise UploadRefused(f'Error: {err}.') from err
 
 
 def _safe_stem(path):
@@ -196,9 +203,9 @@ class DeblurPage:
                 if mask_path:
                     notes.append('the uploaded mask is ignored: a mask applies to an aligned face only')
                 detector = self._detector_or_refuse()
-                out, faces = restore_in_the_wild(self.cascade, img, detector, self.size, self.batch, self.device,
-                                                 det_size=self.det_size, threshold=self.det_threshold,
-                                                 resize=self.resize)
+                out, faces = _network(restore_in_the_wild, self.cascade, img, detector, self.size, self.batch,
+                                      self.device, det_size=self.det_size, threshold=self.det_threshold,
+                                      resize=self.resize)
                 outputs = [f['output'] for f in faces]
                 masks = [colorize(f['labels'], num_classes=self.num_classes) for f in faces
                          if f['labels'] is not None]
@@ -212,8 +219,8 @@ class DeblurPage:
                     given, note = self._load_mask(mask_path, (h, w), mask_classes)
                     notes.append(note)
                 th, tw = self._target_shape((h, w))
-                outputs, labels = restore_any_size(
-                    self.cascade, [resize_image(img, th, tw)], 1, self.device,
+                outputs, labels = _network(
+                    restore_any_size, self.cascade, [resize_image(img, th, tw)], 1, self.device,
                     None if given is None else [resize_labels(given, th, tw)])
                 out = resize_image(outputs[0], h, w)
                 mask_rgb = None
@@ -224,9 +231,6 @@ class DeblurPage:
                 notes.append(self._size_note(max(h, w)))
             else:
                 raise UploadRefused(f'Refused: unknown mode {mode!r}; choose "{MODE_ALIGNED}" or "{MODE_DETECT}".')
-        if not all(np.isfinite(o).all() for o in outputs):
-            raise UploadRefused('Error: the network produced NaN or infinite values (diverged weights?); nothing '
-                                'written.')
         result = os.path.join(self.results_dir, f'{_safe_stem(photo_path)}-{uuid.uuid4().hex[:8]}.png')
         write_image(result, out)
         notes.append(f'result: {os.path.basename(result)} ({out.shape[1]}×{out.shape[0]})')

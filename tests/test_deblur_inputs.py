@@ -13,6 +13,7 @@ from PIL import Image
 
 from smfd_data.image_io import imdecode_checked, imread_checked, read_image
 from smfd_inference import deblur
+from smfd_inference.restorer import restore_faces
 from smfd_models.checkpoint import atomic_torch_save, load_checkpoint_safely
 from tests.test_deblur import MASK_TINY, SIZE, SMFD_TINY, _rgb, make_tiny_experiment
 
@@ -96,17 +97,23 @@ def test_weights_with_nan_are_one_clear_line(tmp_path, experiments, capsys):
                                         f'{next(k for k in state)}); the training that wrote them diverged']
 
 
-def test_finite_weights_that_overflow_give_no_black_output(tmp_path, experiments, capsys):
-    """Weights that pass the load check but overflow to NaN in the forward pass: a per-file error, not a black
-    picture with exit status 0."""
-    _, smfd, mask = experiments
+def _huge_weights(tmp_path, experiments):
+    """Weights that pass the load check but overflow to NaN in the forward pass, and their option file."""
+    _, smfd, _ = experiments
     state = load_checkpoint_safely(smfd)['params']
     for key, value in state.items():
         if value.is_floating_point() and value.dim() == 4:
             value.mul_(1e30)
     huge = str(tmp_path / 'huge.pth')
     atomic_torch_save({'params': state}, huge)
-    opt = os.path.join(os.path.dirname(os.path.dirname(smfd)), 'real_smfd.yml')
+    return huge, os.path.join(os.path.dirname(os.path.dirname(smfd)), 'real_smfd.yml')
+
+
+def test_finite_weights_that_overflow_give_no_black_output(tmp_path, experiments, capsys):
+    """Weights that pass the load check but overflow to NaN in the forward pass: a per-file error, not a black
+    picture with exit status 0."""
+    mask = experiments[2]
+    huge, opt = _huge_weights(tmp_path, experiments)
     (tmp_path / 'in').mkdir()
     cv2.imwrite(str(tmp_path / 'in' / 'x.png'), _rgb(SIZE, SIZE))
     code, err = _run(['-i', str(tmp_path / 'in'), '-o', str(tmp_path / 'out'), '--weights', huge, '--opt', opt,
@@ -115,6 +122,66 @@ def test_finite_weights_that_overflow_give_no_black_output(tmp_path, experiments
     assert f'skipped {tmp_path / "in" / "x.png"}: the network produced NaN or infinite values' in err
     assert 'wrote 0 of 1' in err
     assert not (tmp_path / 'out').exists() or not os.listdir(tmp_path / 'out')
+
+
+@pytest.mark.parametrize('bad', [float('nan'), float('inf')])
+def test_restore_faces_refuses_non_finite_outputs(bad):
+    """The one NaN/inf check of every front end (deblur images, photos, videos, the web page): restore_faces."""
+    faces = [np.full((8, 8, 3), v, np.float32) for v in (0.1, 0.2, 0.3)]
+
+    def network(x, mask=None):  # the second face of the second batch overflows
+        out = x.clone()
+        if torch.isclose(x[0, 0, 0, 0], torch.tensor(0.3)):
+            out[0, 1, 2, 3] = bad
+        return out, None
+
+    outputs, _ = restore_faces(network, faces[:2], batch_size=2)
+    np.testing.assert_allclose(outputs[1], faces[1])
+    with pytest.raises(ValueError, match=r'^the network produced NaN or infinite values \(diverged weights\?\); '
+                       'nothing written$'):
+        restore_faces(network, faces, batch_size=2)
+
+
+def test_non_finite_outputs_fail_their_batch_and_the_run_goes_on(tmp_path, experiments, capsys):
+    huge, opt = _huge_weights(tmp_path, experiments)
+    inp = tmp_path / 'in'
+    inp.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(inp / f'f{i}.png'), _rgb(SIZE, SIZE, i))
+    code, err = _run(['-i', str(inp), '-o', str(tmp_path / 'out'), '--weights', huge, '--opt', opt,
+                      '--mask-weights', experiments[2], '--device', 'cpu', '--batch', '2'], capsys)
+    assert code == deblur.EXIT_SOME_FAILED and 'Traceback' not in err
+    nan = 'the network produced NaN or infinite values (diverged weights?); nothing written'
+    for name in ('f0.png', 'f1.png'):  # one line per input of the refused batch
+        assert f'skipped {inp / name}: its batch of 2: {nan}\n' in err
+    assert f'skipped {inp / "f2.png"}: {nan}\n' in err  # the next batch ran, alone
+    assert 'wrote 0 of 3' in err and '3 failed' in err
+    assert not (tmp_path / 'out').exists() or not os.listdir(tmp_path / 'out')
+
+
+class _OneFaceDetector:
+    """Finds one upright face in the middle of any picture (a stand-in for RetinaFace)."""
+    LANDMARKS = np.array([[22, 26], [42, 26], [32, 36], [24, 46], [40, 46]], np.float32) / 64  # eyes, nose, mouth
+
+    def detect_faces(self, bgr, conf_threshold=0.8, use_origin_size=True):
+        h, w = bgr.shape[:2]
+        return np.concatenate([[0.1 * w, 0.1 * h, 0.9 * w, 0.9 * h, 0.99], (self.LANDMARKS * [w, h]).ravel()])[None]
+
+
+def test_non_finite_outputs_in_detect_mode_fail_their_photo(tmp_path, experiments, capsys, monkeypatch):
+    huge, opt = _huge_weights(tmp_path, experiments)
+    monkeypatch.setattr(deblur, 'build_face_detector', lambda *args, **kwargs: _OneFaceDetector())
+    (tmp_path / 'in').mkdir()
+    cv2.imwrite(str(tmp_path / 'in' / 'photo.png'), _rgb(64, 64))
+    argv = ['-i', str(tmp_path / 'in'), '-o', str(tmp_path / 'out'), '--opt', opt, '--mask-weights', experiments[2],
+            '--device', 'cpu', '--detect']
+    code, err = _run(argv + ['--weights', experiments[1]], capsys)
+    assert code == 0 and 'no face detected' not in err, err  # the stand-in detector finds its face
+    code, err = _run(argv + ['--weights', huge, '-o', str(tmp_path / 'out_huge')], capsys)
+    assert code == deblur.EXIT_SOME_FAILED and 'Traceback' not in err
+    assert (f'skipped {tmp_path / "in" / "photo.png"}: the network produced NaN or infinite values (diverged '
+            'weights?); nothing written\n') in err
+    assert not (tmp_path / 'out_huge').exists() or not os.listdir(tmp_path / 'out_huge')
 
 
 @pytest.mark.parametrize('content', [[1, 2, 3], {'params': [1, 2]}, {'params': {'w': 3}}])

@@ -138,6 +138,20 @@ def test_video_in_the_wild_mode(setup, tmp_path, capsys):
     assert fps == pytest.approx(7.0) and len(frames) == 5 and frames[0].shape == (30, 40, 3)
 
 
+def test_non_finite_frames_fail_the_video_and_write_nothing(setup, tmp_path, capsys):
+    """NaN/inf outputs (restore_faces refuses them) stop the video: one line, no output file, exit status 1."""
+    from tests.test_deblur_inputs import _huge_weights
+    _, _, smfd, mask, inp = setup
+    huge, opt = _huge_weights(tmp_path, (None, smfd, mask))
+    code = deblur.main(['-i', str(inp / 'clip.avi'), '-o', str(tmp_path / 'o'), '--weights', huge, '--opt', opt,
+                        '--mask-weights', mask, '--device', 'cpu', '--batch', '2'])
+    err = capsys.readouterr().err
+    assert code == deblur.EXIT_SOME_FAILED and 'Traceback' not in err
+    assert (f'skipped {inp / "clip.avi"}: the network produced NaN or infinite values (diverged weights?); nothing '
+            'written\n') in err
+    assert not (tmp_path / 'o').exists() or not os.listdir(tmp_path / 'o')
+
+
 def test_a_killed_video_save_leaves_no_temporary_for_long(tmp_path):
     """The temporary of a video save killed mid-write (``.<name>.<pid>.<random>.tmp.mp4``) is removed by the
     next write into its folder once its process is gone, like every other atomic write's."""

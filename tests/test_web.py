@@ -141,6 +141,17 @@ def test_refusals_name_the_upload_and_write_nothing(page, tmp_path):
     assert _files_under(page.output_dir) == before
 
 
+def test_non_finite_outputs_are_one_line_and_write_nothing(page, tmp_path, monkeypatch):
+    photo = _photo(tmp_path / 'face.png')
+    before = _files_under(page.output_dir)
+    restore = page.cascade.restore
+    monkeypatch.setattr(page.cascade, 'restore', lambda x, mask=None: (restore(x, mask)[0] * float('inf'), None))
+    with pytest.raises(web.UploadRefused, match=r'^Error: the network produced NaN or infinite values \(diverged '
+                       r'weights\?\); nothing written\.$'):
+        page.restore(photo, web.MODE_ALIGNED)
+    assert _files_under(page.output_dir) == before
+
+
 def test_detect_mode_matches_the_deblur_command(experiments, tmp_path):
     """Detector weights placed in the folder (random ones): the page restores like ``deblur.py --detect``."""
     import torch
