@@ -74,7 +74,12 @@ class RDCBlock(nn.Module):
         concat(x, x1, ...) is the sum of convolutions of x and of concat(x1, ...) with the matching weight slices.
         x's share of every dense layer is one convolution (cin → L·g), and x's share of the 1×1 fusion and the
         1×1 residual are one 1×1 convolution with the summed weights. Only the growth features (g channels each)
-        are ever concatenated; the parameters (and checkpoints) are those of the plain layout."""
+        are ever concatenated; the parameters (and checkpoints) are those of the plain layout.
+
+        In eval mode with grad disabled the weights are prepared once (`eval_weights`: slices concatenated, BN
+        folded in) instead of on every call; training and grad-enabled calls run the formula below unchanged."""
+        if not (self.training or torch.is_grad_enabled()) and self._bn_foldable():
+            return self._forward_folded(x, self.eval_weights(x))
         cin = self.residual.in_channels
         convs = [layer[0] for layer in self.dense]
         g = convs[0].out_channels
@@ -90,6 +95,78 @@ class RDCBlock(nn.Module):
         out = F.conv2d(x, self.fuse.weight[:, :cin] + self.residual.weight, self.fuse.bias + self.residual.bias)
         grown = features[0] if len(features) == 1 else torch.cat(features, dim=1)
         return F.relu_(out.add_(F.conv2d(grown, self.fuse.weight[:, cin:])))
+
+    def _bn_foldable(self):
+        # eval-mode BN uses the running statistics only when it tracks them
+        return all(layer[1].running_mean is not None and layer[1].running_var is not None for layer in self.dense)
+
+    def _forward_folded(self, x, weights):
+        """`forward` with the prepared weights: BN is inside the convolutions, so each dense layer is conv(s) + ReLU."""
+        shared_w, shared_b, grown_ws, fuse_x_w, fuse_b, fuse_g_w = weights
+        g, padding = self.dense[0][0].out_channels, self.dense[0][0].padding
+        shared = F.conv2d(x, shared_w, shared_b, padding=padding)
+        features = []
+        for i, grown_w in enumerate(grown_ws):
+            z = shared[:, i * g:(i + 1) * g]
+            if i:
+                grown = features[0] if i == 1 else torch.cat(features, dim=1)
+                features.append(F.relu_(z + F.conv2d(grown, grown_w, None, padding=padding)))
+            else:
+                features.append(F.relu(z))
+        out = F.conv2d(x, fuse_x_w, fuse_b)
+        grown = features[0] if len(features) == 1 else torch.cat(features, dim=1)
+        return F.relu_(out.add_(F.conv2d(grown, fuse_g_w)))
+
+    def prepare_eval_weights(self, memory_format=torch.contiguous_format):
+        """The weights of `_forward_folded`, from the current parameters and BN running statistics.
+
+        BN(z) = z·s + t with s = γ / sqrt(var + eps), t = β − mean·s, so BN(conv(x; W, b) + conv(grown; V)) =
+        conv(x; s·W, s·b + t) + conv(grown; s·V). Returns (shared weight (L·g, cin, 3, 3), shared bias,
+        per-layer grown-feature weights (None for layer 0), 1×1 fusion+residual weight of x, its bias, 1×1 fusion
+        weight of the grown features), in `memory_format` (the input's: a conv converts a weight in the other
+        format on every call)."""
+        cin = self.residual.in_channels
+        with torch.no_grad():
+            dtype = self.fuse.weight.dtype
+            work = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype  # fold in ≥ fp32
+
+            def fmt(t):
+                return t.to(dtype).contiguous(memory_format=memory_format)
+
+            shared_w, shared_b, grown_ws = [], [], []
+            for conv, bn, _ in self.dense:
+                s = torch.rsqrt(bn.running_var.to(work) + bn.eps)
+                if bn.weight is not None:
+                    s = s * bn.weight.to(work)
+                t = -bn.running_mean.to(work) * s
+                if bn.bias is not None:
+                    t = t + bn.bias.to(work)
+                w = conv.weight.to(work) * s.view(-1, 1, 1, 1)
+                shared_w.append(w[:, :cin])
+                shared_b.append(t if conv.bias is None else conv.bias.to(work) * s + t)
+                grown_ws.append(fmt(w[:, cin:]) if grown_ws else None)
+            fuse_b = self.fuse.bias + self.residual.bias
+            return (fmt(torch.cat(shared_w)), torch.cat(shared_b).to(dtype), grown_ws,
+                    fmt(self.fuse.weight[:, :cin] + self.residual.weight), fuse_b, fmt(self.fuse.weight[:, cin:]))
+
+    def eval_weights(self, x):
+        """`prepare_eval_weights` for input `x`, cached on the module (a plain attribute: not in state_dict).
+
+        The cache is rebuilt when any parameter or buffer changes: in place (optimizer step, load_state_dict bump
+        the tensor's version), replaced (`.to()`, `.data =`: another storage; the cache holds the old one so its
+        address cannot be reused) or another dtype / device / memory format. Not cached while tracing or compiling
+        (the graph records the folding from the parameters) nor for inference-mode parameters (no version)."""
+        channels_last = x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+        memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        tensors = list(self.parameters()) + list(self.buffers())
+        if torch.jit.is_tracing() or torch.compiler.is_compiling() or any(t.is_inference() for t in tensors):
+            return self.prepare_eval_weights(memory_format)
+        key = (memory_format, [(t.data_ptr(), t._version, t.dtype, t.device, t.shape, t.stride()) for t in tensors])
+        cache = self.__dict__.get('_eval_cache')
+        if cache is None or cache[0] != key:
+            cache = (key, self.prepare_eval_weights(memory_format), [t.detach() for t in tensors])
+            self.__dict__['_eval_cache'] = cache
+        return cache[1]
 
     def forward_reference(self, x):
         """§3.4.3.1 as written: dense layers on the running concatenation, 1×1 fusion + 1×1 residual, ReLU."""
@@ -287,12 +364,17 @@ class FusedRDCEncoder(nn.Module):
             raise ValueError(f'FusedRDCEncoder: expected {len(self.branches)} inputs, got {len(inputs)}')
         xs, skips = list(inputs), []
         for level in range(self.num_pools):
-            fused = torch.cat([branch[level](x) for branch, x in zip(self.branches, xs)], dim=1)
+            fused = _cat_channels([branch[level](x) for branch, x in zip(self.branches, xs)])
             skips.append(fused)
             xs = [F.max_pool2d(fused, 2)] * len(self.branches)
         if self.has_bottleneck:
-            return torch.cat([branch[-1](x) for branch, x in zip(self.branches, xs)], dim=1), skips
+            return _cat_channels([branch[-1](x) for branch, x in zip(self.branches, xs)]), skips
         return xs[0], skips
+
+
+def _cat_channels(tensors):
+    # one branch (the mask generator): torch.cat would copy the tensor for nothing
+    return tensors[0] if len(tensors) == 1 else torch.cat(tensors, dim=1)
 
 
 class AttentionDecoder(nn.Module):

@@ -4,6 +4,7 @@ class of the project.
 Used by the deblur command, the benchmark, the speed benchmark and the ONNX export (``forward`` takes only the
 blurry batch, so the whole cascade traces to one graph: "Ours with Generated Masks", Table 4.2).
 """
+import torch
 from torch import nn
 
 from smfd_models.mask_source import check_mask_handoff, handoff_mask
@@ -41,13 +42,33 @@ class SMFDCascade(nn.Module):
         return handoff_mask(self.mask_generator(x), self.mask_handoff, self.num_classes)
 
     def restore(self, x, mask=None):
+        return self._restore(x, mask, with_labels=True)
+
+    def _restore(self, x, mask, with_labels):
         labels = None
         if self.use_mask:
+            onehot = mask is None and self.mask_handoff == 'onehot'
             if mask is None:
                 mask = self.predict_mask(x)
-            labels = mask.argmax(dim=1) if mask.is_floating_point() else mask.reshape(mask.shape[0], *mask.shape[-2:])
+            if with_labels:
+                labels = mask_labels(mask, onehot)
         out = self.smfd(x, mask) if self.use_mask else self.smfd(x)
         return out.clamp(0, 1), labels
 
     def forward(self, x, mask=None):
-        return self.restore(x, mask)[0]
+        # the labels are not returned: no argmax over the mask (one reduction per call, issue 9)
+        return self._restore(x, mask, with_labels=False)[0]
+
+
+def mask_labels(mask, onehot=False):
+    """(B,H,W) integer labels of a mask: the argmax of a float (B,K,H,W) one-hot / probabilities (first class on
+    ties, as ``argmax``), the labels themselves when integer ((B,H,W) or (B,1,H,W)).
+
+    ``onehot=True`` says the float mask is an exact one-hot (the generator's ``onehot`` hand-off): its labels are
+    Σ_k k·mask_k, a matrix product, instead of a second argmax (a slow reduction over the class axis on CPU)."""
+    if not mask.is_floating_point():
+        return mask.reshape(mask.shape[0], *mask.shape[-2:])
+    if onehot:
+        classes = torch.arange(mask.shape[1], dtype=mask.dtype, device=mask.device)
+        return torch.einsum('bkhw,k->bhw', mask, classes).long()
+    return mask.argmax(dim=1)
