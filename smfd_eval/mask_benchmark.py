@@ -74,8 +74,9 @@ def load_net(text, device):
 
 @torch.no_grad()
 def predict(net, samples, device, batch=8):
-    """Per image ``(labels of the net's classes, 5-group labels)`` as uint8 HW arrays."""
-    out = []
+    """``(classes, predictions)``: the number of classes the net predicts (its logits' channels) and per image
+    ``(labels of the net's classes, 5-group labels)`` as uint8 HW arrays."""
+    out, k = [], None
     for i in range(0, len(samples), batch):
         chunk = samples[i:i + batch]
         x = images_to_batch([s['lq'].astype(np.float32) / 255.0 for s in chunk], device)
@@ -84,7 +85,7 @@ def predict(net, samples, device, batch=8):
         own = logits.argmax(1)
         grouped = own if k == GROUPS else handoff_mask(logits, 'soft', GROUPS).argmax(1)
         out.extend(zip(own.to(torch.uint8).cpu().numpy(), grouped.to(torch.uint8).cpu().numpy()))
-    return out
+    return k, out
 
 
 def net_cost(net, h, w):
@@ -102,8 +103,7 @@ def evaluate(testset, nets, device, out_dir=None, batch=8):
     gt5 = [s['labels'] if k_set == GROUPS else lut[s['labels']] for s in samples]
     rows = []
     for name, arch, net in nets:
-        predictions = predict(net, samples, device, batch)
-        k = net.logits(torch.rand(1, 3, 16, 16, device=device)).shape[1]
+        k, predictions = predict(net, samples, device, batch)
         row = {'method': name, 'arch': arch, 'classes': k}
         row['dice_5'] = float(np.mean([smfd_dice(p5, g, GROUPS) for (_, p5), g in zip(predictions, gt5)]))
         row['jaccard_5'] = float(np.mean([smfd_jaccard(p5, g, GROUPS) for (_, p5), g in zip(predictions, gt5)]))
