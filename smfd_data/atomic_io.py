@@ -90,9 +90,11 @@ def atomic_write(path, write_fn):
     The temporary name starts with a dot and ends with ``.tmp``, so BasicSR's ``*.state`` scan (auto-resume) and
     folder listings never pick up a partial file.
     """
-    def write_to(tmp_path):
-        with open(tmp_path, 'wb') as f:
+    def write_to(fd, tmp_path):
+        with os.fdopen(fd, 'wb') as f:  # mkstemp's descriptor: permissions and fsync on the file just written
             write_fn(f)
+            f.flush()
+            _finish(f.fileno())
 
     _write_and_replace(path, write_to, '.tmp')
 
@@ -101,23 +103,37 @@ def atomic_write_named(path, write_to):
     """``atomic_write`` for writers that need a file *name*, not a file object (OpenCV's video encoder picks the
     container from the extension): ``write_to(tmp_path)`` writes ``.<name>.<pid>.<random>.tmp<ext>`` next to
     ``path``, which then gets the normal permissions and replaces ``path``; removed when ``write_to`` fails."""
-    _write_and_replace(path, write_to, '.tmp' + os.path.splitext(os.fspath(path))[1])
+    def write_named(fd, tmp_path):
+        os.close(fd)
+        write_to(tmp_path)
+        # the writer may have replaced the file: open what is at the name now
+        if _durable[0]:
+            with open(tmp_path, 'rb+') as f:
+                _finish(f.fileno())
+        else:
+            os.chmod(tmp_path, _default_mode())
+
+    _write_and_replace(path, write_named, '.tmp' + os.path.splitext(os.fspath(path))[1])
+
+
+def _finish(fd):
+    """The permissions of a plain ``open(path, 'w')``, then fsync (unless ``fsync_off``)."""
+    os.fchmod(fd, _default_mode())
+    if _durable[0]:
+        os.fsync(fd)
 
 
 def _write_and_replace(path, write_to, suffix):
+    """``write_to(fd, tmp_path)`` fills the temporary file (mkstemp's ``fd`` is the writer's to close) and sets its
+    permissions; then ``os.replace`` and the folder's fsync."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     if folder not in _cleaned_folders:  # once per folder and process: a folder of 30k images is listed once
         remove_stale_temporaries(folder)
     fd, tmp_path = tempfile.mkstemp(prefix=f'.{os.path.basename(path)}.{os.getpid()}.', suffix=suffix, dir=folder)
-    os.close(fd)
     try:
-        write_to(tmp_path)
-        with open(tmp_path, 'rb+') as f:
-            os.fchmod(f.fileno(), _default_mode())
-            if _durable[0]:
-                os.fsync(f.fileno())
+        write_to(fd, tmp_path)
         os.replace(tmp_path, path)
     except BaseException:
         if os.path.exists(tmp_path):

@@ -226,19 +226,29 @@ def header_size(path):
         return None
 
 
+def _check_pixel_count(path, width, height, max_pixels):
+    if width * height > max_pixels:
+        raise ValueError(f'{path}: {width}×{height} = {width * height / 1e6:.3g} MP; the limit is '
+                         f'{max_pixels / 1e6:.3g} MP (--max-pixels): downscale it first or raise the limit')
+
+
+def check_pixels(path, max_pixels=DEFAULT_MAX_PIXELS):
+    """Refuse (ValueError naming the file) an image of more than ``max_pixels`` pixels, from its header before
+    decoding; a format PIL cannot read the header of is left to the decoder (and checked after it)."""
+    size = header_size(path) if os.path.isfile(path) else None
+    if size is not None:
+        _check_pixel_count(path, size[0], size[1], max_pixels)
+
+
 def read_image(path, max_pixels=DEFAULT_MAX_PIXELS):
     """Any image file → float32 RGB HWC in [0, 1] (gray → 3 channels, alpha dropped, 16-bit scaled, upright).
 
     Raises ValueError naming the file: empty/truncated/unreadable/non-image/non-finite, or more than
-    ``max_pixels`` pixels (checked from the header before decoding when PIL knows the format).
+    ``max_pixels`` pixels (``check_pixels`` before decoding when PIL knows the format, after it otherwise).
     """
-    size = header_size(path) if os.path.isfile(path) else None
-    if size is not None and size[0] * size[1] > max_pixels:
-        raise ValueError(f'{path}: {size[0]}×{size[1]} = {size[0] * size[1] / 1e6:.1f} MP exceeds the limit of '
-                         f'{max_pixels / 1e6:.1f} MP (--max-pixels); downscale it first or raise the limit')
+    check_pixels(path, max_pixels)
     img = decode_image(read_bytes(path), path)
-    if img.shape[0] * img.shape[1] > max_pixels:
-        raise ValueError(f'{path}: {img.shape[1]}×{img.shape[0]} exceeds the limit of {max_pixels} pixels')
+    _check_pixel_count(path, img.shape[1], img.shape[0], max_pixels)
     return img
 
 

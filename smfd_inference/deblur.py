@@ -33,7 +33,13 @@ from smfd_data.image_io import (
 from smfd_data.video_io import VIDEO_EXTENSIONS, VideoReader, is_video_file, output_extension, write_video
 from smfd_inference.face_helper import DEFAULT_WEIGHTS_DIR, DETECTOR_URLS, build_face_detector
 from smfd_inference.loading import DEFAULT_SIZE, InferenceError, load_cascade, log, resolve_device
-from smfd_inference.restorer import restore_any_size, restore_in_the_wild
+from smfd_inference.restorer import (
+    larger_faces,
+    larger_faces_note,
+    processing_shape,
+    restore_any_size,
+    restore_in_the_wild,
+)
 from smfd_inference.sharding import Shard
 from smfd_models.checkpoint import WeightsUnavailable
 from smfd_models.fast_paths import add_fast_path_arguments, autocast_for, prepare_for_inference, to_channels_last
@@ -310,13 +316,11 @@ class _Run:
         return img
 
     def target_shape(self, shape):
-        """The shape a face of ``shape`` is processed at (--resize)."""
+        """The shape a face of ``shape`` is processed at (--resize); a larger face is counted for the note."""
         h, w = shape[:2]
         if max(h, w) > self.size:
             self.larger.append((w, h))
-        if self.args.resize == 'none' and max(h, w) > self.size:
-            return h, w
-        return self.size, self.size
+        return processing_shape(shape, self.size, self.args.resize)
 
     def photos(self, jobs):
         """--detect: one photo at a time, all its faces in one batch."""
@@ -329,7 +333,7 @@ class _Run:
                                                  args.det_threshold, not args.no_color_match, args.resize)
                 if not faces:
                     self.report(f'deblur: {path}: no face detected; written unchanged')
-                self.larger += [(f['native_size'], f['native_size']) for f in faces if f['native_size'] > self.size]
+                self.larger += larger_faces(faces, self.size)
                 self.save(path, name, img, out, None)
                 if args.save_mask:
                     stem = os.path.splitext(name)[0]
@@ -447,17 +451,9 @@ class _Run:
 
     def size_note(self, larger):
         """One note when faces were larger than the network's face size (``larger``: their (w, h), all shards)."""
-        if not larger:
-            return
-        w, h = max(larger, key=lambda s: s[0] * s[1])
-        if self.args.resize == 'down':
-            self.report(f'deblur: note: the network works on {self.size}² faces and {len(larger)} face(s) were '
-                        f'larger (up to {w}×{h}): they were processed at {self.size}² and scaled back, which loses '
-                        'their fine detail; --resize none processes them at their own size (the network takes any '
-                        'size, at a scale it was not trained on)')
-        else:
-            self.report(f'deblur: note: the network was trained on {self.size}² faces; {len(larger)} face(s) '
-                        f'were processed at their own, larger size (up to {w}×{h}) (--resize none)')
+        note = larger_faces_note(larger, self.size, self.args.resize)
+        if note:
+            self.report(f'deblur: {note}')
 
 
 def output_complete(args, name):

@@ -184,11 +184,9 @@ def model_size(opt, default=DEFAULT_SIZE):
 
 
 def build_network(net_opt, weights=None, param_key='auto', device='cpu'):
-    """Build a registered arch from ``{'type': ..., **kwargs}`` and load BasicSR-format weights safely.
-
-    ``param_key`` 'auto' takes ``params_ema`` when the file has it (BasicSR's EMA copy), else ``params``, else the
-    file as a bare state dict. Strict loading; errors name the file.
-    """
+    """Build a registered arch from ``{'type': ..., **kwargs}`` and load its weights with the project's one weight
+    loader, ``smfd_models.checkpoint.load_weights`` (``param_key`` as there; strict); errors become InferenceError
+    naming the file."""
     register()
     from basicsr.utils.registry import ARCH_REGISTRY
 

@@ -65,6 +65,35 @@ def restore_any_size(restorer, faces, batch_size=4, device='cpu', masks=None):
     return outputs, labels
 
 
+def processing_shape(shape, size, resize='down'):
+    """The (h, w) an aligned face of ``shape`` is restored at (--resize): ``size``² ('down'), or its own shape
+    when it is larger than that and ``resize`` is 'none' (the network is fully convolutional)."""
+    h, w = shape[:2]
+    return (h, w) if resize == 'none' and max(h, w) > size else (size, size)
+
+
+def larger_faces(details, size):
+    """(w, h) of the faces of ``restore_in_the_wild``'s details that were larger than ``size`` in the photo."""
+    return [(d['native_size'], d['native_size']) for d in details if d['native_size'] > size]
+
+
+def larger_faces_note(larger, size, resize='down'):
+    """One note on faces larger than the network's ``size`` (``larger``: their (w, h)), None when there were none.
+
+    The network was trained on ``size``² faces (§3.4.2): 'down' loses a larger face's fine detail, 'none' runs the
+    network at a scale it was not trained on; either way the user is told once.
+    """
+    if not larger:
+        return None
+    w, h = max(larger, key=lambda s: s[0] * s[1])
+    if resize == 'down':
+        return (f'note: the network works on {size}² faces and {len(larger)} face(s) were larger (up to {w}×{h}): '
+                f'they were processed at {size}² and scaled back, which loses their fine detail; --resize none '
+                'processes them at their own size (the network takes any size, at a scale it was not trained on)')
+    return (f'note: the network was trained on {size}² faces; {len(larger)} face(s) were processed at their own, '
+            f'larger size (up to {w}×{h}) (--resize none)')
+
+
 def restore_in_the_wild(restorer, img, detector, size, batch_size=4, device='cpu', only_center_face=False,
                         det_size=640, threshold=0.8, match_color=True, resize='down'):
     """Detect, align, restore (batched) and paste back every face of ``img``.

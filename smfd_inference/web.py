@@ -27,9 +27,8 @@ import uuid
 from smfd_data.face_labels import colorize
 from smfd_data.image_io import (
     DEFAULT_MAX_PIXELS,
-    decode_image,
-    header_size,
-    read_bytes,
+    check_pixels,
+    read_image,
     resize_image,
     resize_labels,
     to_uint8,
@@ -38,7 +37,13 @@ from smfd_data.image_io import (
 from smfd_inference.deblur import read_user_mask
 from smfd_inference.face_helper import DEFAULT_WEIGHTS_DIR, DETECTOR_URLS, build_face_detector
 from smfd_inference.loading import InferenceError, load_cascade, log, resolve_device
-from smfd_inference.restorer import restore_any_size, restore_in_the_wild
+from smfd_inference.restorer import (
+    larger_faces,
+    larger_faces_note,
+    processing_shape,
+    restore_any_size,
+    restore_in_the_wild,
+)
 from smfd_models.checkpoint import WeightsUnavailable, cached_weights
 from smfd_models.visualize import side_by_side
 
@@ -127,7 +132,8 @@ class DeblurPage:
         return '\n\n'.join(lines)
 
     # ------------------------------------------------------------------------------------------ one request
-    def _read_upload(self, path, what):
+    def _check_upload(self, path, what):
+        """The upload's file name; refuses a missing upload or one over --max-upload-mb (nothing read yet)."""
         if not path:
             raise UploadRefused(f'Refused: no {what} uploaded.')
         name = os.path.basename(path)
@@ -135,53 +141,36 @@ class DeblurPage:
         if nbytes > self.max_bytes:
             raise UploadRefused(f'Refused: {name} is {nbytes / 2**20:.3g} MB; the limit is '
                                 f'{self.max_bytes / 2**20:.3g} MB (--max-upload-mb).')
-        try:
-            size = header_size(path)
-        except ValueError as err:
-            raise UploadRefused(f'Refused: {name}: {str(err).split(": ", 1)[-1]}') from err
-        if size is not None and size[0] * size[1] > self.max_pixels:
-            raise UploadRefused(f'Refused: {name} is {size[0]}×{size[1]} = {size[0] * size[1] / 1e6:.3g} MP; the '
-                                f'limit is {self.max_pixels / 1e6:.3g} MP (--max-pixels). Downscale it first.')
-        return name, read_bytes(path)
+        return name
+
+    @staticmethod
+    def _refused(err, path, name, what=''):
+        """The deblur command's error for ``path`` (Gradio's cache) as the page's line, naming the upload."""
+        return UploadRefused(f'Refused: {what}{str(err).replace(path, name).rstrip(".")}.'.replace('--mask-classes',
+                                                                                                   'mask classes'))
 
     def _load_photo(self, path):
-        name, data = self._read_upload(path, 'photo')
+        """The upload as float RGB, read as the deblur command reads its inputs (--max-pixels from the header)."""
+        name = self._check_upload(path, 'photo')
         try:
-            img = decode_image(data, name)
+            return read_image(path, self.max_pixels)
         except ValueError as err:
-            raise UploadRefused(f'Refused: {err}. Upload a PNG, JPEG, BMP, TIFF or WebP image.') from err
-        if img.shape[0] * img.shape[1] > self.max_pixels:  # formats whose header PIL could not read
-            raise UploadRefused(f'Refused: {name} is {img.shape[1]}×{img.shape[0]}; the limit is '
-                                f'{self.max_pixels / 1e6:.3g} MP (--max-pixels).')
-        return img
+            raise self._refused(err, path, name) from err
 
     def _load_mask(self, path, shape, classes):
-        """The uploaded label map in the network's classes (the deblur command's --mask rules)."""
-        name = self._read_upload(path, 'mask')[0]
+        """The uploaded label map in the network's classes (the deblur command's --mask rules), read once."""
+        name = self._check_upload(path, 'mask')
         if not self.cascade.use_mask:
             raise UploadRefused(f'Refused: mask {name}: {self.info["smfd_weights"]} is an SMFD-UNet without mask '
                                 'branch (use_mask: false); it takes no mask.')
         if classes not in MASK_CLASSES:
             raise UploadRefused(f'Refused: mask classes {classes!r}; choose one of {", ".join(MASK_CLASSES)}.')
         try:
+            check_pixels(path, self.max_pixels)  # from the header: a huge map is never decoded
             labels = read_user_mask(path, shape, self.num_classes, classes)
-        except ValueError as err:  # messages name the upload's path in Gradio's cache: show its name
-            raise UploadRefused(f'Refused: mask {str(err).replace(path, name)}'.replace('--mask-classes',
-                                                                                       'mask classes')) from err
+        except ValueError as err:
+            raise self._refused(err, path, name, 'mask ') from err
         return labels, f'mask: {name} ({"auto-detected" if classes == "auto" else classes} classes)'
-
-    def _target_shape(self, shape):
-        """The shape an aligned face of ``shape`` is processed at (the deblur command's --resize rule)."""
-        h, w = shape[:2]
-        return (h, w) if self.resize == 'none' and max(h, w) > self.size else (self.size, self.size)
-
-    def _size_note(self, side):
-        if side <= self.size:
-            return None
-        if self.resize == 'down':
-            return (f'note: the face ({side} px) is larger than the network\'s {self.size}²: it was processed at '
-                    f'{self.size}² and scaled back, which loses fine detail (smfd-web --resize none keeps its size)')
-        return f'note: the face ({side} px) was processed at its own size; the network was trained on {self.size}²'
 
     def _detector_or_refuse(self):
         if self._detector is None:
@@ -211,14 +200,14 @@ class DeblurPage:
                          if f['labels'] is not None]
                 mask_rgb = side_by_side(masks) if masks else None
                 notes.append(f'{len(faces)} face(s) restored' if faces else 'no face detected; the photo is unchanged')
-                notes.append(self._size_note(max((f['native_size'] for f in faces), default=0)))
+                notes.append(larger_faces_note(larger_faces(faces, self.size), self.size, self.resize))
             elif mode == MODE_ALIGNED:
                 h, w = img.shape[:2]
                 given = None
                 if mask_path:
                     given, note = self._load_mask(mask_path, (h, w), mask_classes)
                     notes.append(note)
-                th, tw = self._target_shape((h, w))
+                th, tw = processing_shape((h, w), self.size, self.resize)
                 outputs, labels = _network(
                     restore_any_size, self.cascade, [resize_image(img, th, tw)], 1, self.device,
                     None if given is None else [resize_labels(given, th, tw)])
@@ -228,7 +217,7 @@ class DeblurPage:
                     shown = given if given is not None else resize_labels(labels[0], h, w)
                     mask_rgb = colorize(shown, num_classes=self.num_classes)
                     notes.append('mask: uploaded' if given is not None else 'mask: predicted by the MaskGenerator')
-                notes.append(self._size_note(max(h, w)))
+                notes.append(larger_faces_note([(w, h)] if max(h, w) > self.size else [], self.size, self.resize))
             else:
                 raise UploadRefused(f'Refused: unknown mode {mode!r}; choose "{MODE_ALIGNED}" or "{MODE_DETECT}".')
         result = os.path.join(self.results_dir, f'{_safe_stem(photo_path)}-{uuid.uuid4().hex[:8]}.png')

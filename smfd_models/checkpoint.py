@@ -50,9 +50,14 @@ def save_with_retry(obj, path, retries=3, warn=print):
             time.sleep(1)
 
 
+def _without_module_prefix(key):
+    """The parameter name without DataParallel/DDP's ``module.`` prefix."""
+    return key[len('module.'):] if key.startswith('module.') else key
+
+
 def cpu_state_dict(net):
     """``net.state_dict()`` on the CPU without DataParallel/DDP ``module.`` prefixes (BasicSR's saved format)."""
-    return OrderedDict(((k[7:] if k.startswith('module.') else k), v.cpu()) for k, v in net.state_dict().items())
+    return OrderedDict((_without_module_prefix(k), v.cpu()) for k, v in net.state_dict().items())
 
 
 def load_checkpoint_safely(path):
@@ -94,7 +99,11 @@ def load_state_dict_safely(path, param_key='params'):
         KeyError: `param_key` missing; the message lists the keys the file has.
         ValueError / FileNotFoundError: see `load_checkpoint_safely`.
     """
-    ckpt = load_checkpoint_safely(path)
+    return _state_dict_of(load_checkpoint_safely(path), path, param_key)
+
+
+def _state_dict_of(ckpt, path, param_key):
+    """``load_state_dict_safely`` on the already loaded ``ckpt`` of ``path``."""
     if not isinstance(ckpt, dict):
         raise ValueError(f'{path}: expected a dict of state dicts, got {type(ckpt).__name__}')
     if param_key is not None:
@@ -110,7 +119,7 @@ def load_state_dict_safely(path, param_key='params'):
     for key, value in ckpt.items():
         if not isinstance(key, str) or not torch.is_tensor(value):
             raise ValueError(f'{path}: not a state dict (entry {key!r} holds a {type(value).__name__}, not a tensor)')
-        state_dict[key[len('module.'):] if key.startswith('module.') else key] = value
+        state_dict[_without_module_prefix(key)] = value
     return state_dict
 
 
@@ -121,11 +130,11 @@ def load_weights(net, path, param_key='auto', strict=True):
     the file as a bare state dict; a string takes that entry; None the bare state dict. Non-finite weights are
     refused (a network that blew up in training writes NaN images).
     """
+    ckpt = load_checkpoint_safely(path)  # read once, whatever param_key says
     if param_key == 'auto':
-        ckpt = load_checkpoint_safely(path)
         keys = ckpt.keys() if isinstance(ckpt, dict) else ()
         param_key = next((k for k in ('params_ema', 'params') if k in keys), None)
-    state = load_state_dict_safely(path, param_key)
+    state = _state_dict_of(ckpt, path, param_key)
     bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     if bad:
         raise ValueError(f'{path}: the weights hold NaN or infinite values (e.g. {bad[0]}); the training that '

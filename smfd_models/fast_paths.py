@@ -25,8 +25,7 @@ __all__ = [
     'compile_module', 'prepare_for_inference', 'fast_path_options', 'add_fast_path_arguments'
 ]
 
-AMP_CHOICES = ('bf16', 'fp16', 'none')
-_AMP_OPTION_CHOICES = 'none|bf16|fp16'
+AMP_CHOICES = ('none', 'bf16', 'fp16')  # the YAML values and --amp choices; the aliases below are accepted too
 _AMP_ALIASES = {
     'bf16': 'bf16', 'bfloat16': 'bf16',
     'fp16': 'fp16', 'float16': 'fp16', 'half': 'fp16',
@@ -44,7 +43,7 @@ def normalize_amp(value, where='amp'):
         return None
     key = str(value).strip().lower()
     if key not in _AMP_ALIASES:
-        raise ValueError(f'{where}: {value!r} is not one of {_AMP_OPTION_CHOICES}')
+        raise ValueError(f'{where}: {value!r} is not one of {"|".join(AMP_CHOICES)}')
     return _AMP_ALIASES[key]
 
 

@@ -13,6 +13,7 @@ the prediction (what a net trained on ground-truth masks saw) or the softmax pro
 A val/test dataset may override the model's ``mask_source`` (``datasets.test_2.mask_source: generator``); the
 dataset then puts its source into every sample (``mask_source``), so the model reads it from the batch.
 """
+import functools
 
 import torch
 
@@ -42,6 +43,22 @@ def group_matrix(num_in, num_out):
     return torch.nn.functional.one_hot(torch.as_tensor(lut, dtype=torch.long), num_out).float()
 
 
+@functools.lru_cache(maxsize=16)
+def _cached_group_matrix(num_in, num_out, device, dtype):
+    # built outside inference_mode: a first call under it would give an inference tensor that a later call with
+    # autograd on could not save for backward
+    with torch.inference_mode(False):
+        return group_matrix(num_in, num_out).to(device=device, dtype=dtype)
+
+
+def _group_matrix_like(num_in, num_out, like):
+    """``group_matrix`` on ``like``'s device and dtype, built once per (classes, device, dtype): ``handoff_mask``
+    runs every forward pass. Not cached while torch.compile / torch.export trace (they put it in the graph)."""
+    if torch.compiler.is_compiling():
+        return group_matrix(num_in, num_out).to(like)
+    return _cached_group_matrix(num_in, num_out, like.device, like.dtype)
+
+
 def handoff_mask(logits, mode='onehot', num_classes=None):
     """Generator logits (B, C, H, W) → SMFD-UNet's mask (B, K, H, W), float.
 
@@ -52,7 +69,7 @@ def handoff_mask(logits, mode='onehot', num_classes=None):
     probs = torch.softmax(logits, dim=1)
     k = probs.shape[1] if num_classes is None else int(num_classes)
     if probs.shape[1] != k:
-        probs = torch.einsum('bchw,ck->bkhw', probs, group_matrix(probs.shape[1], k).to(probs))
+        probs = torch.einsum('bchw,ck->bkhw', probs, _group_matrix_like(probs.shape[1], k, probs))
     if mode == 'soft':
         return probs
     classes = torch.arange(k, device=probs.device).view(1, k, 1, 1)

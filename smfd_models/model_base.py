@@ -57,12 +57,16 @@ def parse_nan_guard_options(section, where='train.nan_guard'):
     return options
 
 
+@torch.no_grad()
 def weights_problem(tensors, max_abs_weight=None):
     """'' when every tensor is finite and |w| <= max_abs_weight; otherwise what is wrong (for a message)."""
-    tensors = [t.detach() for t in tensors if torch.is_tensor(t) and t.is_floating_point() and t.numel()]
+    tensors = [t for t in tensors if torch.is_tensor(t) and t.is_floating_point() and t.numel()]
     if not tensors:
         return ''
-    largest = float(torch.nn.utils.get_total_norm(tensors, norm_type=float('inf')))
+    # max |w| (NaN when any is NaN; stack promotes mixed dtypes): fused foreach passes and one host
+    # synchronisation, the same value as get_total_norm(inf) whose CPU path is several times slower (run every step)
+    maxima = torch._foreach_max(torch._foreach_abs(tensors))
+    largest = float(torch.stack([m.to(maxima[0].device) for m in maxima]).max())
     if largest != largest or largest == float('inf'):
         return 'non-finite (NaN/inf)'
     if max_abs_weight is not None and largest > max_abs_weight:
@@ -183,10 +187,23 @@ class SMFDTrainingMixin:
         self.finish_step(current_iter, sum(loss_dict.values()), loss_dict, buffers)
 
     def _buffer_snapshot(self):
-        """Copies of net_g's buffers (BN running statistics and counters): a NaN forward pollutes them even when
-        the step is skipped; they are a few kB."""
-        net = self.get_bare_model(self.net_g)
-        return {name: buf.detach().clone() for name, buf in net.named_buffers()}
+        """net_g's buffers (BN running statistics and counters) and their copies from before this step's forward:
+        a NaN forward pollutes them even when the step is skipped. The copies are kept across steps (one fused copy
+        per step, no allocation); made again when a buffer was replaced (``net.to(...)``)."""
+        slots = getattr(self, '_buffer_slots', None)
+        if slots is None:  # where each buffer lives: ``module._buffers`` is where ``net.to`` puts a new one
+            net = self.get_bare_model(self.net_g)
+            slots = self._buffer_slots = [(m._buffers, k) for m in net.modules() for k, b in m._buffers.items()
+                                          if b is not None]
+        buffers = [owner[k] for owner, k in slots]
+        if not buffers:
+            return None
+        snapshot = getattr(self, '_buffer_copies', None)
+        if snapshot is None or any(a is not b for a, b in zip(snapshot[0], buffers)):
+            snapshot = self._buffer_copies = (buffers, [b.detach().clone() for b in buffers])
+        else:
+            torch._foreach_copy_(snapshot[1], buffers)
+        return snapshot
 
     def finish_step(self, current_iter, l_total, loss_dict, buffers=None):
         """Backward, then the NaN guard *before* `optimizer.step`: a non-finite loss or gradient skips the step
@@ -224,11 +241,9 @@ class SMFDTrainingMixin:
 
     def _skip_step(self, current_iter, loss_dict, loss_ok, grad_norm, buffers, overflow=False):
         self.optimizer_g.zero_grad(set_to_none=True)
-        if buffers:
-            net_buffers = dict(self.get_bare_model(self.net_g).named_buffers())
+        if buffers:  # (buffers, copies) of _buffer_snapshot
             with torch.no_grad():
-                for name, value in buffers.items():
-                    net_buffers[name].copy_(value)
+                torch._foreach_copy_(*buffers)
         self.skipped_steps += 1
         if overflow:
             get_root_logger().info(f'fp16 gradient overflow at iteration {current_iter}: step skipped, loss scale '

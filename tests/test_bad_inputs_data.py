@@ -130,11 +130,35 @@ def test_written_files_get_umask_permissions(tmp_path, umask, monkeypatch):
         atomic_torch_save({'a': 1}, tmp_path / 'net.pth')
         from smfd_data.image_io import imwrite_atomic
         imwrite_atomic(str(tmp_path / 'out.png'), np.zeros((4, 4, 3), np.uint8))
+        # a named writer, also one that puts a new file (mode 0600) at the temporary name, durable or not
+        atomic_io.atomic_write_named(tmp_path / 'named.mp4', lambda p: open(p, 'wb').write(b'video'))
+        atomic_io.atomic_write_named(tmp_path / 'swapped.bin', lambda p: _replace_with_private_file(p, b'new'))
+        with atomic_io.fsync_off():
+            atomic_io.atomic_write_named(tmp_path / 'fast.bin', lambda p: _replace_with_private_file(p, b'fast'))
     finally:
         os.umask(old)
         atomic_io._default_mode.cache_clear()
-    for name in ('report.txt', 'net.pth', 'out.png'):
+    for name in ('report.txt', 'net.pth', 'out.png', 'named.mp4', 'swapped.bin', 'fast.bin'):
         assert _mode(tmp_path / name) == 0o666 & ~umask, name
+    assert (tmp_path / 'swapped.bin').read_bytes() == b'new' and (tmp_path / 'fast.bin').read_bytes() == b'fast'
+    assert [n for n in os.listdir(tmp_path) if '.tmp' in n] == []
+
+
+def _replace_with_private_file(path, data):
+    other = f'{path}.other'
+    with open(os.open(other, os.O_WRONLY | os.O_CREAT, 0o600), 'wb') as f:
+        f.write(data)
+    os.replace(other, path)
+
+
+def test_a_failing_writer_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
+    for write in (lambda p: atomic_io.atomic_write(p, lambda f: (f.write(b'PART'), 1 / 0)),
+                  lambda p: atomic_io.atomic_write_named(p, lambda name: (open(name, 'wb').write(b'PART'), 1 / 0))):
+        target = tmp_path / 'weights.pth'
+        atomic_io.atomic_write_bytes(target, b'old')
+        with pytest.raises(ZeroDivisionError):
+            write(target)
+        assert target.read_bytes() == b'old' and os.listdir(tmp_path) == ['weights.pth']
 
 
 def _dead_pid():

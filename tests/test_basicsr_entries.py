@@ -141,7 +141,7 @@ def test_ddp_two_cpu_processes_keep_identical_weights(paired):
     del opt['val'], opt['datasets']['val']
     opt_file = write_yaml(paired / 'ddp.yml', opt)
     (paired / 'driver.py').write_text(DDP_DRIVER)
-    torchrun = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', '--master_port=29531']
+    torchrun = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2']  # a free port
     result = subprocess.run(torchrun + ['driver.py', '-opt', opt_file, '--launcher', 'pytorch'], cwd=paired,
                             env=dict(os.environ, OMP_NUM_THREADS='1'), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-4000:]

@@ -34,6 +34,23 @@ def test_round_trip_and_module_prefix(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ['net_g_10.pth']
 
 
+def test_load_weights_takes_the_ema_copy_and_reads_the_file_once(tmp_path, monkeypatch):
+    net = torch.nn.Linear(3, 2)
+    ema = {k: torch.full_like(v, 0.5) for k, v in net.state_dict().items()}
+    path = tmp_path / 'net_g_10.pth'
+    atomic_torch_save({'params': {f'module.{k}': v for k, v in net.state_dict().items()}, 'params_ema': ema}, path)
+    loads = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, 'load', lambda *args, **kwargs: loads.append(args[0]) or real_load(*args, **kwargs))
+    assert smfd_models.checkpoint.load_weights(torch.nn.Linear(3, 2), path) is not None
+    assert loads == [str(path)]  # 'auto' picks the entry from the one load
+    target = torch.nn.Linear(3, 2)
+    smfd_models.checkpoint.load_weights(target, path)
+    assert all(torch.equal(v, ema[k]) for k, v in target.state_dict().items())  # params_ema over params
+    smfd_models.checkpoint.load_weights(target, path, 'params')  # DDP's module. prefix stripped
+    assert all(torch.equal(v, net.state_dict()[k]) for k, v in target.state_dict().items())
+
+
 def test_missing_key_lists_available_keys(tmp_path):
     path = tmp_path / 'a.pth'
     atomic_torch_save({'params': {'w': torch.ones(1)}}, path)

@@ -35,6 +35,29 @@ def test_19_classes_are_grouped_to_5_before_the_hand_off():
         handoff_mask(torch.zeros(1, 7, 2, 2), 'soft', num_classes=5)
 
 
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64, torch.bfloat16])
+def test_the_cached_group_matrix_gives_the_uncached_formula_bit_for_bit(dtype):
+    """handoff_mask builds the 19 → 5 matrix once per (classes, device, dtype), not on every forward pass."""
+    from smfd_models import mask_source
+    logits = torch.randn(2, 19, 5, 6, generator=torch.Generator().manual_seed(3)).to(dtype)
+    probs = torch.softmax(logits, 1)
+    old_soft = torch.einsum('bchw,ck->bkhw', probs, mask_source.group_matrix(19, 5).to(probs))  # before the cache
+    old_onehot = (old_soft.argmax(1, keepdim=True) == torch.arange(5).view(1, 5, 1, 1)).to(dtype)
+    mask_source._cached_group_matrix.cache_clear()
+    with torch.inference_mode():  # the first build under inference_mode (as in the deblur command) ...
+        first = handoff_mask(logits, 'soft', 5)
+    for _ in range(2):
+        assert torch.equal(handoff_mask(logits, 'soft', 5), old_soft) and torch.equal(first, old_soft)
+        assert torch.equal(handoff_mask(logits, 'onehot', 5), old_onehot)
+    info = mask_source._cached_group_matrix.cache_info()
+    assert info.currsize == 1 and info.misses == 1 and info.hits == 4
+    # ... still serves a pass that needs gradients (an inference tensor could not be saved for backward)
+    trainable = logits.float().requires_grad_()
+    handoff_mask(trainable, 'soft', 5).sum().backward()
+    assert trainable.grad is not None
+    assert mask_source._cached_group_matrix.cache_info().currsize == (1 if dtype == torch.float32 else 2)
+
+
 class _Spy(torch.nn.Module):
     """An SMFD-UNet stand-in that records the mask it gets."""
     use_mask, num_mask_classes = True, 5

@@ -8,6 +8,7 @@ and no checkpoint is ever written with non-finite or exploded weights.
 import pytest
 import torch
 
+from smfd_models.model_base import weights_problem
 from tests.helpers import tiny_batch, tiny_training_model
 
 MODELS = ['SMFDModel', 'SMFDMaskGeneratorModel']
@@ -72,6 +73,34 @@ def test_nan_input_loss_is_skipped_with_bn_statistics_restored(tmp_path, model_t
     step(model, 7, data)
     assert_same(before, state(model))
     assert 'Non-finite loss at iteration 7' in caplog.text and 'step skipped, weights unchanged' in caplog.text
+
+
+def test_bn_statistics_are_restored_after_a_buffer_was_replaced(tmp_path):
+    model = tiny_training_model(tmp_path)
+    step(model, 1)  # the guard's buffer copies exist from here on
+    name, bn = next((n, m) for n, m in model.net_g.named_modules()
+                    if isinstance(m, torch.nn.modules.batchnorm._BatchNorm))
+    bn.running_mean = bn.running_mean.clone()  # a new tensor object, as net.to(device) makes
+    before = state(model)
+    data = tiny_batch()
+    data['lq'][0, 0, 3, 3] = float('nan')
+    step(model, 2, data)
+    assert model.skipped_steps == 1
+    assert_same(before, state(model))  # the tensor the net uses now was restored, not the replaced one
+    step(model, 3)
+    assert not torch.equal(bn.running_mean, before[f'w.{name}.running_mean'])  # and the next step updates it
+
+
+def test_weights_problem_finds_the_largest_weight_nan_and_inf_in_any_tensor():
+    tensors = [torch.tensor([0.5, -3.0]), torch.full((2, 2), -2.0, dtype=torch.bfloat16), torch.tensor([7, 99]),
+               torch.zeros(0)]  # integer and empty tensors are not weights
+    assert weights_problem(tensors, 3.0) == '' and weights_problem(tensors) == '' and weights_problem([]) == ''
+    assert weights_problem(tensors, 2.5) == 'exploded (largest |weight| 3 > train.nan_guard.max_abs_weight 2.5)'
+    for bad in (float('nan'), float('-inf')):
+        broken = [t.clone() for t in tensors]
+        broken[1][1, 0] = bad
+        assert weights_problem(broken, 1e4) == 'non-finite (NaN/inf)'
+        assert weights_problem(broken) == 'non-finite (NaN/inf)'
 
 
 def test_consecutive_skips_stop_training_with_a_clear_message(tmp_path):

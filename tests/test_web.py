@@ -57,6 +57,8 @@ def test_aligned_result_matches_the_deblur_command(page, experiments, tmp_path, 
     assert blurry.shape == out.shape == mask_rgb.shape == (40, 30, 3) and out.dtype == np.uint8
     assert os.path.dirname(result) == page.results_dir and os.path.basename(result).startswith('face-')
     assert 'predicted by the MaskGenerator' in message and os.path.basename(result) in message
+    # the deblur command's --resize note (restorer.larger_faces_note): the 30×40 photo is larger than SIZE²
+    assert f'note: the network works on {SIZE}² faces and 1 face(s) were larger (up to 30×40)' in message
     # the same weights as the deblur command: the same numbers, and its masks are the ones shown
     assert deblur.main(['-i', photo, '-o', str(tmp_path / 'cli'), '--experiments-dir', experiments,
                         '--device', 'cpu', '--save-mask']) == 0
@@ -120,8 +122,11 @@ def test_refusals_name_the_upload_and_write_nothing(page, tmp_path):
     with pytest.raises(web.UploadRefused, match=r'^Refused: notes.png: cannot decode the image'):
         page.restore(str(tmp_path / 'notes.png'))
     big = _photo(tmp_path / 'big.png', 100, 100)  # 10,000 px > max_pixels 5000: refused from the header
-    with pytest.raises(web.UploadRefused, match=r'big.png is 100×100 = 0.01 MP; the limit is 0.005 MP \(--max-pix'):
+    with pytest.raises(web.UploadRefused, match=r'^Refused: big.png: 100×100 = 0.01 MP; the limit is 0.005 MP '
+                       r'\(--max-pixels\)'):
         page.restore(big)
+    with pytest.raises(web.UploadRefused, match=r'^Refused: mask big.png: 100×100 = 0.01 MP; the limit is 0.005 MP'):
+        page.restore(_photo(tmp_path / 'face.png'), web.MODE_ALIGNED, big)  # from its header, never decoded
     (tmp_path / 'heavy.png').write_bytes(b'\0' * 60_000)  # > 0.05 MB
     with pytest.raises(web.UploadRefused, match=r'heavy.png is 0.0572 MB; the limit is 0.05 MB \(--max-upload-mb\)'):
         page.restore(str(tmp_path / 'heavy.png'))
