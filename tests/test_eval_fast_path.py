@@ -37,22 +37,20 @@ def _block(layers=2, seed=0):
 
 
 def _old_forward(self, x):
-    """RDCBlock.forward before the eval fast path (the formula training must keep bit for bit)."""
-    cin = self.residual.in_channels
-    convs = [layer[0] for layer in self.dense]
-    g = convs[0].out_channels
-    shared = F.conv2d(x, torch.cat([c.weight[:, :cin] for c in convs]), torch.cat([c.bias for c in convs]),
-                      padding=convs[0].padding)
-    features = []
-    for i, (conv, bn, relu) in enumerate(self.dense):
-        z = shared[:, i * g:(i + 1) * g]
-        if i:
-            grown = features[0] if i == 1 else torch.cat(features, dim=1)
-            z = z + F.conv2d(grown, conv.weight[:, cin:], None, padding=conv.padding)
-        features.append(relu(bn(z)))
-    out = F.conv2d(x, self.fuse.weight[:, :cin] + self.residual.weight, self.fuse.bias + self.residual.bias)
-    grown = features[0] if len(features) == 1 else torch.cat(features, dim=1)
-    return F.relu_(out.add_(F.conv2d(grown, self.fuse.weight[:, cin:])))
+    """RDCBlock.forward before the eval fast path, op for op (the formula training must keep bit for bit)."""
+    cin, layers = self.residual.in_channels, list(self.dense)
+    g = layers[0][0].out_channels
+    weight = torch.cat([layer[0].weight[:, :cin] for layer in layers])
+    shared = F.conv2d(x, weight, torch.cat([layer[0].bias for layer in layers]), padding=1)
+    feats = []
+    for i, (conv, bn, relu) in enumerate(layers):
+        z = shared.narrow(1, i * g, g)
+        if i > 0:
+            z = z + F.conv2d(feats[0] if i == 1 else torch.cat(feats, 1), conv.weight[:, cin:], None, padding=1)
+        feats.append(relu(bn(z)))
+    grown_part = F.conv2d(feats[0] if len(feats) == 1 else torch.cat(feats, 1), self.fuse.weight[:, cin:])
+    x_part = F.conv2d(x, self.fuse.weight[:, :cin] + self.residual.weight, self.fuse.bias + self.residual.bias)
+    return F.relu_(x_part.add_(grown_part))
 
 
 def _assert_rel_close(a, b, rel=1e-5):
