@@ -38,6 +38,7 @@ from smfd_inference.restorer import (
     larger_faces_note,
     processing_shape,
     restore_any_size,
+    restore_faces,
     restore_in_the_wild,
 )
 from smfd_inference.sharding import Shard
@@ -305,6 +306,15 @@ class _Run:
             write_image(os.path.join(args.output, 'side_by_side', f'{stem}.png'), side_by_side(panels))
         self.written += 1
 
+    def restore_one(self, face, mask):
+        """(output, labels) of one face, or the reason it failed (str): the per-face retry of a batch whose output
+        held NaN/inf, so only the faces that overflow fail."""
+        try:
+            outputs, labels = restore_faces(self.restorer, [face], 1, self.device, None if mask is None else [mask])
+        except (RuntimeError, ValueError) as err:
+            return _first_line(err)
+        return outputs[0], labels[0]
+
     def read(self, path):
         """The input as float RGB; a GIF gives its first frame, with a note when it has more."""
         img = read_image(path, self.args.max_pixels)
@@ -372,17 +382,17 @@ class _Run:
                 if self.masks is not None:
                     masks = [resize_labels(m, h, w) for (_, _, _, m), (h, w) in zip(loaded, shapes)]
                 try:
-                    outputs, labels = restore_any_size(self.restorer, faces, args.batch, self.device, masks)
-                except RuntimeError as err:  # out of memory, a backend failure
-                    outputs, failure = None, f'the network failed on its batch: {_first_line(err)}'
-                except ValueError as err:  # NaN/inf outputs: restore_faces refuses the whole batch
-                    outputs, failure = None, str(err) if len(loaded) == 1 else f'its batch of {len(loaded)}: {err}'
-                if outputs is None:  # one line per input of the batch, and the run goes on
-                    for path, _, _, _ in loaded:
-                        self.fail(path, failure)
-                    yield len(chunk)
-                    continue
-                for (path, name, img, user_mask), out, lab in zip(loaded, outputs, labels):
+                    results = zip(*restore_any_size(self.restorer, faces, args.batch, self.device, masks))
+                except RuntimeError as err:  # out of memory, a backend failure: one line per input of the batch
+                    results = [f'the network failed on its batch: {_first_line(err)}'] * len(loaded)
+                except ValueError:  # NaN/inf in the batch's output: find which faces, one at a time
+                    results = [self.restore_one(face, None if masks is None else masks[i])
+                               for i, face in enumerate(faces)]
+                for (path, name, img, user_mask), result in zip(loaded, results):
+                    if isinstance(result, str):
+                        self.fail(path, result)
+                        continue
+                    out, lab = result
                     try:
                         h, w = img.shape[:2]
                         if user_mask is not None:  # the user's map as given, not a resized round trip of it

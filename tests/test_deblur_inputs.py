@@ -142,7 +142,7 @@ def test_restore_faces_refuses_non_finite_outputs(bad):
         restore_faces(network, faces, batch_size=2)
 
 
-def test_non_finite_outputs_fail_their_batch_and_the_run_goes_on(tmp_path, experiments, capsys):
+def test_non_finite_outputs_fail_their_faces_and_the_run_goes_on(tmp_path, experiments, capsys):
     huge, opt = _huge_weights(tmp_path, experiments)
     inp = tmp_path / 'in'
     inp.mkdir()
@@ -152,11 +152,39 @@ def test_non_finite_outputs_fail_their_batch_and_the_run_goes_on(tmp_path, exper
                       '--mask-weights', experiments[2], '--device', 'cpu', '--batch', '2'], capsys)
     assert code == deblur.EXIT_SOME_FAILED and 'Traceback' not in err
     nan = 'the network produced NaN or infinite values (diverged weights?); nothing written'
-    for name in ('f0.png', 'f1.png'):  # one line per input of the refused batch
-        assert f'skipped {inp / name}: its batch of 2: {nan}\n' in err
-    assert f'skipped {inp / "f2.png"}: {nan}\n' in err  # the next batch ran, alone
+    for name in ('f0.png', 'f1.png', 'f2.png'):  # one line per input, batched (f0, f1) or alone (f2)
+        assert f'skipped {inp / name}: {nan}\n' in err
     assert 'wrote 0 of 3' in err and '3 failed' in err
     assert not (tmp_path / 'out').exists() or not os.listdir(tmp_path / 'out')
+
+
+def test_a_face_that_overflows_fails_alone_not_its_batch(tmp_path, experiments, capsys, monkeypatch):
+    """Only the face whose output holds NaN fails; the other face of its batch is written (retried on its own)."""
+    real_load_cascade = deblur.load_cascade
+
+    def load_cascade(*args, **kwargs):
+        cascade, info = real_load_cascade(*args, **kwargs)
+        restore = cascade.restore
+
+        def overflowing_on_white(x, mask=None):  # the network "overflows" on a white face only
+            out, labels = restore(x, mask)
+            return torch.where(x.mean(dim=(1, 2, 3), keepdim=True) > 0.99, float('nan'), out), labels
+
+        cascade.restore = overflowing_on_white
+        return cascade, info
+
+    monkeypatch.setattr(deblur, 'load_cascade', load_cascade)
+    inp = tmp_path / 'in'
+    inp.mkdir()
+    cv2.imwrite(str(inp / 'a.png'), _rgb(SIZE, SIZE, 0))
+    cv2.imwrite(str(inp / 'b.png'), np.full((SIZE, SIZE, 3), 255, np.uint8))
+    cv2.imwrite(str(inp / 'c.png'), _rgb(SIZE, SIZE, 2))
+    code, err = _run(['-i', str(inp), '-o', str(tmp_path / 'out'), '--weights', experiments[1], '--mask-weights',
+                      experiments[2], '--device', 'cpu', '--batch', '2'], capsys)
+    assert code == deblur.EXIT_SOME_FAILED and 'Traceback' not in err
+    assert f'skipped {inp / "b.png"}: the network produced NaN or infinite values' in err
+    assert 'skipped' not in err.replace(f'skipped {inp / "b.png"}', '')
+    assert sorted(os.listdir(tmp_path / 'out')) == ['a.png', 'c.png'] and 'wrote 2 of 3' in err
 
 
 class _OneFaceDetector:
