@@ -34,16 +34,10 @@ from smfd_data.image_io import (
     to_uint8,
     write_image,
 )
+from smfd_inference import restorer
 from smfd_inference.deblur import read_user_mask
 from smfd_inference.face_helper import DEFAULT_WEIGHTS_DIR, DETECTOR_URLS, build_face_detector
 from smfd_inference.loading import InferenceError, load_cascade, log, resolve_device
-from smfd_inference.restorer import (
-    larger_faces,
-    larger_faces_note,
-    processing_shape,
-    restore_any_size,
-    restore_in_the_wild,
-)
 from smfd_models.checkpoint import WeightsUnavailable, cached_weights
 from smfd_models.visualize import side_by_side
 
@@ -192,7 +186,7 @@ class DeblurPage:
                 if mask_path:
                     notes.append('the uploaded mask is ignored: a mask applies to an aligned face only')
                 detector = self._detector_or_refuse()
-                out, faces = _network(restore_in_the_wild, self.cascade, img, detector, self.size, self.batch,
+                out, faces = _network(restorer.restore_in_the_wild, self.cascade, img, detector, self.size, self.batch,
                                       self.device, det_size=self.det_size, threshold=self.det_threshold,
                                       resize=self.resize)
                 outputs = [f['output'] for f in faces]
@@ -200,16 +194,17 @@ class DeblurPage:
                          if f['labels'] is not None]
                 mask_rgb = side_by_side(masks) if masks else None
                 notes.append(f'{len(faces)} face(s) restored' if faces else 'no face detected; the photo is unchanged')
-                notes.append(larger_faces_note(larger_faces(faces, self.size), self.size, self.resize))
+                larger = restorer.larger_faces(faces, self.size)
+                notes.append(restorer.larger_faces_note(larger, self.size, self.resize))
             elif mode == MODE_ALIGNED:
                 h, w = img.shape[:2]
                 given = None
                 if mask_path:
                     given, note = self._load_mask(mask_path, (h, w), mask_classes)
                     notes.append(note)
-                th, tw = processing_shape((h, w), self.size, self.resize)
+                th, tw = restorer.processing_shape((h, w), self.size, self.resize)
                 outputs, labels = _network(
-                    restore_any_size, self.cascade, [resize_image(img, th, tw)], 1, self.device,
+                    restorer.restore_any_size, self.cascade, [resize_image(img, th, tw)], 1, self.device,
                     None if given is None else [resize_labels(given, th, tw)])
                 out = resize_image(outputs[0], h, w)
                 mask_rgb = None
@@ -217,7 +212,8 @@ class DeblurPage:
                     shown = given if given is not None else resize_labels(labels[0], h, w)
                     mask_rgb = colorize(shown, num_classes=self.num_classes)
                     notes.append('mask: uploaded' if given is not None else 'mask: predicted by the MaskGenerator')
-                notes.append(larger_faces_note([(w, h)] if max(h, w) > self.size else [], self.size, self.resize))
+                larger = [(w, h)] if max(h, w) > self.size else []
+                notes.append(restorer.larger_faces_note(larger, self.size, self.resize))
             else:
                 raise UploadRefused(f'Refused: unknown mode {mode!r}; choose "{MODE_ALIGNED}" or "{MODE_DETECT}".')
         result = os.path.join(self.results_dir, f'{_safe_stem(photo_path)}-{uuid.uuid4().hex[:8]}.png')
