@@ -34,6 +34,7 @@ from smfd_data.video_io import VIDEO_EXTENSIONS, VideoReader, is_video_file, out
 from smfd_inference.face_helper import DEFAULT_WEIGHTS_DIR, DETECTOR_URLS, build_face_detector
 from smfd_inference.loading import DEFAULT_SIZE, InferenceError, load_cascade, log, resolve_device
 from smfd_inference.restorer import (
+    RESIZE_MODES,
     larger_faces,
     larger_faces_note,
     processing_shape,
@@ -47,6 +48,7 @@ from smfd_models.fast_paths import add_fast_path_arguments, autocast_for, prepar
 from smfd_models.visualize import side_by_side
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
+MASK_CLASSES = ('auto', '5', '19')  # --mask-classes: what a user's label maps hold
 MEDIA_EXTENSIONS = IMAGE_EXTENSIONS + VIDEO_EXTENSIONS
 
 
@@ -206,10 +208,10 @@ def build_parser():
     p.add_argument('--mask', help='your own label maps instead of the MaskGenerator: a folder of maps named like '
                    'the inputs (any image format), or one file for one input; CelebAMask-HQ 19 classes or the 5 '
                    'groups (aligned mode)')
-    p.add_argument('--mask-classes', default='auto', choices=['auto', '5', '19'],
+    p.add_argument('--mask-classes', default='auto', choices=MASK_CLASSES,
                    help='what the --mask maps hold (auto: a value >= 5 means 19 classes)')
     p.add_argument('--size', type=int, help='face size fed to the network (default: the training gt_size, else 256)')
-    p.add_argument('--resize', default='down', choices=['down', 'none'],
+    p.add_argument('--resize', default='down', choices=RESIZE_MODES,
                    help='faces larger than --size: down (default) = processed at --size² and scaled back, none = '
                    'processed at their own size (the networks take any size)')
     p.add_argument('--batch', type=int, default=4, help='faces per forward pass (default 4)')

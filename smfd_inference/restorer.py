@@ -8,6 +8,7 @@ import torch
 
 from smfd_inference.face_helper import alignment_matrix, center_face, detect_faces, paste_face, warp_face
 
+RESIZE_MODES = ('down', 'none')  # --resize: what happens to faces larger than the network's size
 NON_FINITE_OUTPUT = 'the network produced NaN or infinite values (diverged weights?); nothing written'
 
 

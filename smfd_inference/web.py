@@ -35,7 +35,7 @@ from smfd_data.image_io import (
     write_image,
 )
 from smfd_inference import restorer
-from smfd_inference.deblur import read_user_mask
+from smfd_inference.deblur import MASK_CLASSES, read_user_mask
 from smfd_inference.face_helper import DEFAULT_WEIGHTS_DIR, DETECTOR_URLS, build_face_detector
 from smfd_inference.loading import InferenceError, load_cascade, log, resolve_device
 from smfd_models.checkpoint import WeightsUnavailable, cached_weights
@@ -43,7 +43,6 @@ from smfd_models.visualize import side_by_side
 
 MODE_ALIGNED = 'aligned face'
 MODE_DETECT = 'detect faces in photo'
-MASK_CLASSES = ('auto', '5', '19')  # the deblur command's --mask-classes
 DEFAULT_MAX_UPLOAD_MB = 25.0
 EXIT_USAGE = 2
 
@@ -87,7 +86,7 @@ class DeblurPage:
                  detector_weights_dir=DEFAULT_WEIGHTS_DIR, det_size=640, det_threshold=0.8, batch=4):
         if detector not in DETECTOR_URLS:
             raise InferenceError(f'--detector {detector!r}: choose one of {sorted(DETECTOR_URLS)}')
-        if resize not in ('down', 'none'):
+        if resize not in restorer.RESIZE_MODES:
             raise InferenceError(f'--resize {resize!r}: choose down or none')
         self.output_dir = os.path.abspath(output_dir)
         self.results_dir = os.path.join(self.output_dir, 'results')
@@ -292,7 +291,7 @@ def build_parser():
     p.add_argument('--mask-opt', help='option YAML whose network_g describes the MaskGenerator')
     p.add_argument('--experiments-dir', default='experiments', help='where to look for trained models')
     p.add_argument('--size', type=int, help='face size fed to the network (default: the training gt_size)')
-    p.add_argument('--resize', default='down', choices=['down', 'none'],
+    p.add_argument('--resize', default='down', choices=restorer.RESIZE_MODES,
                    help='faces larger than --size: down (default) = processed at --size² and scaled back, none = '
                    'processed at their own size')
     p.add_argument('--device', default='auto', help='cpu | cuda | cuda:N | auto (default)')
