@@ -126,7 +126,6 @@ def init_dist(launcher, backend='nccl', **kwargs):
     dist_util.init_dist(launcher, backend, **kwargs)
 
 
-@functools.cache
 def _atomic_saves():
     """BaseModel's ``save_network`` and ``save_training_state``, same files and format, written atomically."""
     from basicsr.utils import get_root_logger
