@@ -64,12 +64,6 @@ def training_states(state_dir):
     return [osp.join(state_dir, f'{it}.state') for it in sorted(iters, reverse=True)]
 
 
-def latest_training_state(state_dir):
-    """Path of the newest ``<iter>.state`` in ``state_dir``, or None."""
-    states = training_states(state_dir)
-    return states[0] if states else None
-
-
 def load_training_state(path):
     """Load a BasicSR training state on whatever device exists, without executing code from the file."""
     import torch

@@ -106,12 +106,11 @@ def atomic_write_named(path, write_to):
     def write_named(fd, tmp_path):
         os.close(fd)
         write_to(tmp_path)
-        # the writer may have replaced the file: open what is at the name now
+        # the writer may have replaced the file: set and sync what is at the name now
+        os.chmod(tmp_path, _default_mode())
         if _durable[0]:
-            with open(tmp_path, 'rb+') as f:
-                _finish(f.fileno())
-        else:
-            os.chmod(tmp_path, _default_mode())
+            with open(tmp_path, 'rb') as f:
+                os.fsync(f.fileno())
 
     _write_and_replace(path, write_named, '.tmp' + os.path.splitext(os.fspath(path))[1])
 

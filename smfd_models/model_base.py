@@ -190,16 +190,12 @@ class SMFDTrainingMixin:
         """net_g's buffers (BN running statistics and counters) and their copies from before this step's forward:
         a NaN forward pollutes them even when the step is skipped. The copies are kept across steps (one fused copy
         per step, no allocation); made again when a buffer was replaced (``net.to(...)``)."""
-        slots = getattr(self, '_buffer_slots', None)
-        if slots is None:  # where each buffer lives: ``module._buffers`` is where ``net.to`` puts a new one
-            net = self.get_bare_model(self.net_g)
-            slots = self._buffer_slots = [(m._buffers, k) for m in net.modules() for k, b in m._buffers.items()
-                                          if b is not None]
-        buffers = [owner[k] for owner, k in slots]
+        buffers = list(self.get_bare_model(self.net_g).buffers())
         if not buffers:
             return None
         snapshot = getattr(self, '_buffer_copies', None)
-        if snapshot is None or any(a is not b for a, b in zip(snapshot[0], buffers)):
+        kept = None if snapshot is None else snapshot[0]
+        if kept is None or len(kept) != len(buffers) or any(a is not b for a, b in zip(kept, buffers)):
             snapshot = self._buffer_copies = (buffers, [b.detach().clone() for b in buffers])
         else:
             torch._foreach_copy_(snapshot[1], buffers)

@@ -44,12 +44,12 @@ def test_project_root_redirects_only_site_packages(tmp_path, monkeypatch):
     assert opt['root_path'] == str(tmp_path)
 
 
-def test_latest_training_state_ignores_foreign_files(tmp_path):
-    from smfd_basicsr.patches import latest_training_state
-    assert latest_training_state(tmp_path / 'missing') is None
+def test_training_states_newest_first_ignoring_foreign_files(tmp_path):
+    from smfd_basicsr.patches import training_states
+    assert training_states(tmp_path / 'missing') == []
     for name in ('10.state', '200.state', '30.state', '999.state.tmp', 'notes.txt'):
         (tmp_path / name).write_bytes(b'x')
-    assert latest_training_state(tmp_path) == str(tmp_path / '200.state')
+    assert training_states(tmp_path) == [str(tmp_path / f'{i}.state') for i in (200, 30, 10)]
 
 
 @pytest.mark.parametrize('key, value, expected', [
