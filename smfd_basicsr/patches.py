@@ -121,7 +121,8 @@ def init_dist(launcher, backend='nccl', **kwargs):
 
 
 def _atomic_saves():
-    """BaseModel's ``save_network`` and ``save_training_state``, same files and format, written atomically."""
+    """BaseModel's ``save_network`` and ``save_training_state``, same files and format, written atomically; the
+    state's dict comes from ``training_state_dict``, which a model extends (SMFD's adds its protocol counters)."""
     from basicsr.utils import get_root_logger
     from basicsr.utils.dist_util import master_only
 
@@ -138,16 +139,19 @@ def _atomic_saves():
         save_with_retry(save_dict, osp.join(self.opt['path']['models'], f'{net_label}_{label}.pth'),
                         warn=get_root_logger().warning)
 
+    def training_state_dict(self, epoch, current_iter):
+        return {'epoch': epoch, 'iter': current_iter, 'optimizers': [o.state_dict() for o in self.optimizers],
+                'schedulers': [s.state_dict() for s in self.schedulers]}
+
     @master_only
     def save_training_state(self, epoch, current_iter):
         if current_iter == -1:
             return
-        state = {'epoch': epoch, 'iter': current_iter, 'optimizers': [o.state_dict() for o in self.optimizers],
-                 'schedulers': [s.state_dict() for s in self.schedulers]}
-        save_with_retry(state, osp.join(self.opt['path']['training_states'], f'{current_iter}.state'),
+        save_with_retry(self.training_state_dict(epoch, current_iter),
+                        osp.join(self.opt['path']['training_states'], f'{current_iter}.state'),
                         warn=get_root_logger().warning)
 
-    return save_network, save_training_state
+    return save_network, save_training_state, training_state_dict
 
 
 def _model_to_device(stock_model_to_device):
@@ -207,7 +211,7 @@ def apply():
     options.init_dist = init_dist
     from basicsr.models.base_model import BaseModel
     BaseModel.model_to_device = _model_to_device(BaseModel.model_to_device)
-    BaseModel.save_network, BaseModel.save_training_state = _atomic_saves()
+    BaseModel.save_network, BaseModel.save_training_state, BaseModel.training_state_dict = _atomic_saves()
     # basicsr/__init__ already imported its train/test modules, which bound the stock function by name.
     for name in ('basicsr.train', 'basicsr.test'):
         module = sys.modules.get(name)

@@ -77,7 +77,8 @@ def weights_problem(tensors, max_abs_weight=None):
 class SMFDTrainingMixin:
     """Put first in the bases of an SMFD model (`class M(SMFDTrainingMixin, SRModel)`).
 
-    - atomic `save_network` / `save_training_state`: a SIGKILL never leaves a half-written `.pth` / `.state`;
+    - atomic `save_network` (`save_training_state`: BaseModel's, made atomic for every model by smfd_basicsr.patches;
+      `training_state_dict` adds the protocol and the loss scale): a SIGKILL never leaves a half-written file;
     - `load_network` without executing code (`weights_only=True`);
     - `model_to_device`: DDP without `device_ids` on CPU (gloo);
     - optimizers Adam / AdamW / SGD; `train.scheduler` optional (constant lr, or the plateau protocol);
@@ -315,24 +316,16 @@ class SMFDTrainingMixin:
             save_dict[key] = cpu_state_dict(bare)
         save_with_retry(save_dict, save_path, warn=get_root_logger().warning)
 
-    @master_only
-    def save_training_state(self, epoch, current_iter):
-        """BasicSR's training state plus the protocol counters (`state['protocol']`), written atomically."""
-        if current_iter == -1:
-            return
-        state = {
-            'epoch': epoch,
-            'iter': current_iter,
-            'optimizers': [o.state_dict() for o in self.optimizers],
-            'schedulers': [s.state_dict() for s in self.schedulers],
-        }
+    def training_state_dict(self, epoch, current_iter):
+        """BasicSR's training state (saved atomically by the patched `BaseModel.save_training_state`) plus the
+        protocol counters (`state['protocol']`) and the fp16 loss scale."""
+        state = super().training_state_dict(epoch, current_iter)
         if getattr(self, 'protocol', None) is not None and self.protocol.enabled:
             state['protocol'] = self.protocol.state_dict()
         scaler = getattr(self, 'grad_scaler', None)
         if scaler is not None and scaler.is_enabled():  # fp16: resume with the learned loss scale, not 65536
             state['grad_scaler'] = scaler.state_dict()
-        save_with_retry(state, osp.join(self.opt['path']['training_states'], f'{current_iter}.state'),
-                        warn=get_root_logger().warning)
+        return state
 
     def load_network(self, net, load_path, strict=True, param_key='params'):
         """BasicSR's load_network, reading with `weights_only=True` (never executes code from a checkpoint)."""
