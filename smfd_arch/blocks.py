@@ -77,31 +77,29 @@ class RDCBlock(nn.Module):
         are ever concatenated; the parameters (and checkpoints) are those of the plain layout.
 
         In eval mode with grad disabled the weights are prepared once (`eval_weights`: slices concatenated, BN
-        folded in) instead of on every call; training and grad-enabled calls run the formula below unchanged."""
+        folded in) instead of on every call; training and grad-enabled calls slice the parameters on every call and
+        apply BN."""
         if not (self.training or torch.is_grad_enabled()) and self._bn_foldable():
-            return self._forward_folded(x, self.eval_weights(x))
-        cin = self.residual.in_channels
-        convs = [layer[0] for layer in self.dense]
-        g = convs[0].out_channels
-        shared = F.conv2d(x, torch.cat([c.weight[:, :cin] for c in convs]), torch.cat([c.bias for c in convs]),
-                          padding=convs[0].padding)
-        features = []
-        for i, (conv, bn, relu) in enumerate(self.dense):
-            z = shared[:, i * g:(i + 1) * g]
-            if i:
-                grown = features[0] if i == 1 else torch.cat(features, dim=1)
-                z = z + F.conv2d(grown, conv.weight[:, cin:], None, padding=conv.padding)
-            features.append(relu(bn(z)))
-        out = F.conv2d(x, self.fuse.weight[:, :cin] + self.residual.weight, self.fuse.bias + self.residual.bias)
-        grown = features[0] if len(features) == 1 else torch.cat(features, dim=1)
-        return F.relu_(out.add_(F.conv2d(grown, self.fuse.weight[:, cin:])))
+            return self._forward_split(x, self.eval_weights(x))
+        return self._forward_split(x, self._split_weights(), [layer[1] for layer in self.dense])
 
     def _bn_foldable(self):
         # eval-mode BN uses the running statistics only when it tracks them
         return all(layer[1].running_mean is not None and layer[1].running_var is not None for layer in self.dense)
 
-    def _forward_folded(self, x, weights):
-        """`forward` with the prepared weights: BN is inside the convolutions, so each dense layer is conv(s) + ReLU."""
+    def _split_weights(self):
+        """The weights of `_forward_split` as slices and sums of the parameters (BN applied separately): (shared
+        weight (L·g, cin, 3, 3), shared bias, per-layer grown-feature weights (None for layer 0), 1×1
+        fusion+residual weight of x, its bias, 1×1 fusion weight of the grown features)."""
+        cin = self.residual.in_channels
+        convs = [layer[0] for layer in self.dense]
+        return (torch.cat([c.weight[:, :cin] for c in convs]), torch.cat([c.bias for c in convs]),
+                [None] + [c.weight[:, cin:] for c in convs[1:]], self.fuse.weight[:, :cin] + self.residual.weight,
+                self.fuse.bias + self.residual.bias, self.fuse.weight[:, cin:])
+
+    def _forward_split(self, x, weights, norms=None):
+        """`forward` from `_split_weights` with the BN modules ``norms``, or from the prepared weights of
+        `prepare_eval_weights` (BN folded in, ``norms`` None): each dense layer is conv(s) (+ BN) + ReLU."""
         shared_w, shared_b, grown_ws, fuse_x_w, fuse_b, fuse_g_w = weights
         g, padding = self.dense[0][0].out_channels, self.dense[0][0].padding
         shared = F.conv2d(x, shared_w, shared_b, padding=padding)
@@ -109,16 +107,16 @@ class RDCBlock(nn.Module):
         for i, grown_w in enumerate(grown_ws):
             z = shared[:, i * g:(i + 1) * g]
             if i:
-                grown = features[0] if i == 1 else torch.cat(features, dim=1)
-                features.append(F.relu_(z + F.conv2d(grown, grown_w, None, padding=padding)))
-            else:
-                features.append(F.relu(z))
+                z = z + F.conv2d(_cat_channels(features), grown_w, None, padding=padding)
+            if norms is not None:
+                z = norms[i](z)
+            # in place on a fresh tensor; layer 0 without BN is a view of `shared`, whose other slices are still read
+            features.append(F.relu(z) if norms is None and not i else F.relu_(z))
         out = F.conv2d(x, fuse_x_w, fuse_b)
-        grown = features[0] if len(features) == 1 else torch.cat(features, dim=1)
-        return F.relu_(out.add_(F.conv2d(grown, fuse_g_w)))
+        return F.relu_(out.add_(F.conv2d(_cat_channels(features), fuse_g_w)))
 
     def prepare_eval_weights(self, memory_format=torch.contiguous_format):
-        """The weights of `_forward_folded`, from the current parameters and BN running statistics.
+        """The weights of `_forward_split` without BN modules, from the current parameters and BN running statistics.
 
         BN(z) = z·s + t with s = γ / sqrt(var + eps), t = β − mean·s, so BN(conv(x; W, b) + conv(grown; V)) =
         conv(x; s·W, s·b + t) + conv(grown; s·V). Returns (shared weight (L·g, cin, 3, 3), shared bias,
