@@ -224,6 +224,8 @@ def run_trainings(names, table, args, fresh):
     """Run the training stages ``names`` as concurrent subprocesses, ``args.jobs`` at a time, each with
     ``cpu_count // jobs`` threads. Returns {name: record}; a failure fails its stage only (the others finish and
     their checkpoints stay for the next run)."""
+    if not names:  # every checkpoint exists (a rerun of make demo)
+        return {}
     jobs = max(1, args.jobs)
     threads = str(max(1, (os.cpu_count() or 1) // min(jobs, len(names))))
     pending, running, records = list(names), {}, {}

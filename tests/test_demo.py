@@ -56,6 +56,11 @@ def test_trainings_run_concurrently_with_one_thread_each_and_a_failure_fails_its
     assert 'c broke' in (tmp_path / 'c.log').read_text()
 
 
+def test_no_training_to_run_is_no_work(tmp_path):
+    """A rerun of make demo finds every checkpoint: nothing starts (it once divided by zero here)."""
+    assert demo.run_trainings([], {}, argparse.Namespace(jobs=2), {}) == {}
+
+
 def test_fsync_off_keeps_writes_atomic_and_complete_but_skips_fsync(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(atomic_io.os, 'fsync', lambda fd: calls.append(fd))
