@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from smfd_data.atomic_io import atomic_write_named
-from smfd_data.image_io import to_uint8
+from smfd_data.image_io import to_float_rgb, to_uint8
 
 VIDEO_EXTENSIONS = ('.mp4', '.m4v', '.mov', '.avi', '.mkv', '.webm')
 # Output container per input extension, and its codec: ones every OpenCV build writes (no licence-bound H.264).
@@ -58,7 +58,7 @@ class VideoReader:
             ok, frame = self.capture.read()
             if not ok:
                 return
-            yield np.ascontiguousarray(frame[..., ::-1]).astype(np.float32) / 255.0
+            yield to_float_rgb(frame, self.path)
 
     def close(self):
         self.capture.release()

@@ -136,14 +136,14 @@ class LoadMonitor:
 def start_report(script, args, device, settings):
     """The report skeleton every benchmark writes, with its load monitor started ('before' idle window)."""
     monitor = LoadMonitor()
-    monitor.idle_window('before', seconds=getattr(args, 'idle_s', 2.0))
+    monitor.idle_window('before', seconds=args.idle_s)
     report = {'script': script, 'environment': environment(device, args.threads), 'settings': settings}
     return report, monitor
 
 
 def finish_report(report, monitor, args):
     """'after' idle window, the load record and `reliable` into the report, then the atomic JSON write."""
-    monitor.idle_window('after', seconds=getattr(args, 'idle_s', 2.0))
+    monitor.idle_window('after', seconds=args.idle_s)
     report['load'] = monitor.record()
     report['reliable'] = report['load']['reliable']
     report['load_avg_end'] = load_note()
